@@ -1,0 +1,151 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// messageVersion is the format version byte leading every message payload.
+const messageVersion = 1
+
+func appendBytes(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// decoder reads a message payload. The first failure sticks; later reads return zero values, so decode functions check
+// the error once at the end.
+type decoder struct {
+	what string // message name, for errors
+	b    []byte
+	off  int
+	err  error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s: %s at offset %d", ErrMalformed, d.what, fmt.Sprintf(format, args...), d.off)
+	}
+}
+
+func (d *decoder) remaining() int { return len(d.b) - d.off }
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if d.remaining() < 1 {
+		d.fail("truncated")
+		return 0
+	}
+	v := d.b[d.off]
+	d.off++
+	return v
+}
+
+func (d *decoder) version() {
+	if v := d.byte(); d.err == nil && v != messageVersion {
+		d.off--
+		d.fail("unknown format version %d", v)
+	}
+}
+
+func (d *decoder) u16() uint16 {
+	if d.err != nil {
+		return 0
+	}
+	if d.remaining() < 2 {
+		d.fail("truncated")
+		return 0
+	}
+	v := binary.BigEndian.Uint16(d.b[d.off:])
+	d.off += 2
+	return v
+}
+
+func (d *decoder) u32() uint32 {
+	if d.err != nil {
+		return 0
+	}
+	if d.remaining() < 4 {
+		d.fail("truncated")
+		return 0
+	}
+	v := binary.BigEndian.Uint32(d.b[d.off:])
+	d.off += 4
+	return v
+}
+
+// uvarint reads a minimally encoded uvarint: a longer form of the same value would not re-encode identically.
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	switch {
+	case n == 0:
+		d.fail("truncated")
+		return 0
+	case n < 0:
+		d.fail("varint overflows 64 bits")
+		return 0
+	case n > 1 && d.b[d.off+n-1] == 0:
+		d.fail("non-minimal varint")
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+// length reads a length or count whose items take at least minSize bytes each, refusing any that the rest of the input
+// cannot hold: this bounds every allocation by the input size.
+func (d *decoder) length(minSize int) int {
+	v := d.uvarint()
+	if d.err != nil {
+		return 0
+	}
+	if v > uint64(d.remaining()/minSize) {
+		d.fail("length %d exceeds the remaining %d bytes", v, d.remaining())
+		return 0
+	}
+	return int(v)
+}
+
+// bytes reads a length-prefixed byte string aliasing the input; empty is nil.
+func (d *decoder) bytes() []byte {
+	n := d.length(1)
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	v := d.b[d.off : d.off+n : d.off+n]
+	d.off += n
+	return v
+}
+
+// optBytes reads a byte string announced by a flag bit; present means non-empty, so the encoding stays canonical.
+func (d *decoder) optBytes(present bool, field string) []byte {
+	if !present {
+		return nil
+	}
+	v := d.bytes()
+	if d.err == nil && v == nil {
+		d.fail("%s flagged present but empty", field)
+	}
+	return v
+}
+
+func (d *decoder) string() string {
+	return string(d.bytes())
+}
+
+func (d *decoder) finish() error {
+	if d.err == nil && d.remaining() != 0 {
+		d.fail("%d trailing bytes", d.remaining())
+	}
+	return d.err
+}
