@@ -1,0 +1,428 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Dir is the member's data directory; databases live in Dir/db/<NAME>, the catalog in Dir/catalog.json.
+	Dir string
+	// Journal is the journal every database of this store writes to and is recovered from.
+	Journal      *journal.Journal
+	Logger       zerolog.Logger
+	MaxValueSize int   // default DefaultMaxValueSize
+	CacheSize    int64 // shared block cache, default 64 MiB
+	Now          func() time.Time
+}
+
+// Store is a member's set of databases.
+type Store struct {
+	opts  Options
+	log   zerolog.Logger
+	cache *pebble.Cache
+
+	mu      sync.RWMutex // guards cat and dbs
+	cat     catalog
+	dbs     map[string]*Database
+	closing bool
+}
+
+// Info describes a database for listings and status.
+type Info struct {
+	Name    string           `json:"name"`
+	Dir     string           `json:"dir"`
+	Mounted bool             `json:"mounted"`
+	Created time.Time        `json:"created"`
+	Applied journal.Position `json:"applied"`
+	Bytes   uint64           `json:"bytes"`
+}
+
+// Open loads the catalog, opens every mounted database and replays the journal into them from their applied positions.
+func Open(opts Options) (*Store, error) {
+	if opts.MaxValueSize <= 0 {
+		opts.MaxValueSize = DefaultMaxValueSize
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 64 << 20
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, "db"), 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	cat, err := loadCatalog(filepath.Join(opts.Dir, "catalog.json"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{opts: opts, log: opts.Logger.With().Str("component", "store").Logger(), cache: pebble.NewCache(opts.CacheSize), cat: cat, dbs: map[string]*Database{}}
+	for _, e := range cat.Databases {
+		if !e.Mounted {
+			continue
+		}
+		d, err := openDatabase(filepath.Join(opts.Dir, e.Dir), e.Name, e.Incarnation, false, opts.Journal, s.cache, s.log)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.dbs[e.Name] = d
+	}
+	if err := s.replay(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// replay applies every complete transaction in the durable journal that a mounted database has not applied yet.
+func (s *Store) replay() error {
+	if len(s.dbs) == 0 {
+		return nil
+	}
+	jrn := s.opts.Journal
+	end := jrn.DurableEnd()
+	from := end
+	for _, d := range s.dbs {
+		if end.Less(d.applied) {
+			return fmt.Errorf("database %s has applied the journal up to %s but the journal ends at %s: the journal is missing data this database holds; restore the database from a backup or a mirror member", d.name, d.applied, end)
+		}
+		if d.applied.Less(from) {
+			from = d.applied
+		}
+	}
+	if !from.Less(end) {
+		return nil
+	}
+	r, err := jrn.NewReader(from)
+	if errors.Is(err, journal.ErrPurged) {
+		return fmt.Errorf("replay from %s: %w; restore the databases that need it from a backup", from, err)
+	}
+	if err != nil {
+		return fmt.Errorf("replay from %s: %w", from, err)
+	}
+	defer r.Close()
+	started := time.Now()
+	ctx := context.Background()
+	pending := map[uint64][]journal.Record{}
+	applied := 0
+	for r.Position().Less(end) {
+		rec, err := r.Next(ctx)
+		if err != nil {
+			return fmt.Errorf("replay at %s: %w", r.Position(), err)
+		}
+		if rec.Type != journal.RecordSet && rec.Type != journal.RecordKill {
+			continue
+		}
+		pending[rec.TxnID] = append(pending[rec.TxnID], rec)
+		if !rec.TxnEnd {
+			continue
+		}
+		txn := pending[rec.TxnID]
+		delete(pending, rec.TxnID)
+		recEnd := r.Position()
+		if err := s.applyReplayed(txn, recEnd); err != nil {
+			return err
+		}
+		applied++
+	}
+	s.log.Info().Str("from", from.String()).Str("to", end.String()).Int("transactions", applied).
+		Dur("took", time.Since(started)).Msg("journal replayed")
+	return nil
+}
+
+// applyReplayed applies one replayed transaction to each database it touches that has not applied it yet.
+func (s *Store) applyReplayed(txn []journal.Record, end journal.Position) error {
+	byDB := map[string]*pebble.Batch{}
+	defer func() {
+		for _, b := range byDB {
+			b.Close()
+		}
+	}()
+	for _, rec := range txn {
+		d, ok := s.dbs[rec.DB]
+		if !ok || rec.Pos.Less(d.applied) {
+			continue
+		}
+		b := byDB[rec.DB]
+		if b == nil {
+			b = d.pdb.NewBatch()
+			byDB[rec.DB] = b
+		}
+		var err error
+		if rec.Type == journal.RecordSet {
+			err = b.Set(dataKey(nil, rec.Key), rec.Value, nil)
+		} else {
+			err = b.Delete(dataKey(nil, rec.Key), nil)
+		}
+		if err != nil {
+			return fmt.Errorf("replay %s into %s: %w", rec.Pos, rec.DB, err)
+		}
+	}
+	for name, b := range byDB {
+		if err := s.dbs[name].applyBatch(b, end); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) catalogPath() string { return filepath.Join(s.opts.Dir, "catalog.json") }
+
+// Create makes a new, empty, mounted database.
+func (s *Store) Create(name string) (Info, error) {
+	name, err := CanonicalDatabaseName(name)
+	if err != nil {
+		return Info{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return Info{}, wire.ErrShuttingDown
+	}
+	if _, ok := s.cat.find(name); ok {
+		return Info{}, fmt.Errorf("database %s already exists: %w", name, wire.ErrExists)
+	}
+	rel := filepath.Join("db", name)
+	dir := filepath.Join(s.opts.Dir, rel)
+	// A directory the catalog does not list is what a crash during create or delete leaves behind.
+	if err := os.RemoveAll(dir); err != nil {
+		return Info{}, fmt.Errorf("create database %s: clear %s: %w", name, dir, err)
+	}
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return Info{}, err
+	}
+	e := catalogEntry{Name: name, Dir: rel, Mounted: true, Created: s.opts.Now().UTC(), Incarnation: binary.BigEndian.Uint64(seed[:])}
+	d, err := openDatabase(dir, name, e.Incarnation, true, s.opts.Journal, s.cache, s.log)
+	if err != nil {
+		return Info{}, err
+	}
+	next := s.cat
+	next.Databases = append(slices.Clone(s.cat.Databases), e)
+	if err := next.save(s.catalogPath()); err != nil {
+		d.flushAndClose()
+		return Info{}, fmt.Errorf("create database %s: %w", name, err)
+	}
+	s.cat = next
+	s.dbs[name] = d
+	s.log.Info().Str("db", name).Msg("database created")
+	return s.infoLocked(e), nil
+}
+
+// Database returns a mounted database.
+func (s *Store) Database(name string) (*Database, error) {
+	canon, err := CanonicalDatabaseName(name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if d, ok := s.dbs[canon]; ok {
+		return d, nil
+	}
+	if _, ok := s.cat.find(canon); ok {
+		return nil, fmt.Errorf("database %s is dismounted: %w", canon, wire.ErrDatabaseDismounted)
+	}
+	return nil, fmt.Errorf("no database %s: %w", canon, wire.ErrNoSuchDatabase)
+}
+
+// Exec runs one transaction on the named database.
+func (s *Store) Exec(ctx context.Context, db string, ops []wire.Op) ([]wire.Result, journal.Position, error) {
+	d, err := s.Database(db)
+	if err != nil {
+		return nil, journal.Position{}, err
+	}
+	return d.Exec(ctx, ops, s.opts.MaxValueSize)
+}
+
+// List describes every database in the catalog, in name order.
+func (s *Store) List() []Info {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Info, 0, len(s.cat.Databases))
+	for _, e := range s.cat.Databases {
+		out = append(out, s.infoLocked(e))
+	}
+	slices.SortFunc(out, func(a, b Info) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Get describes one database.
+func (s *Store) Get(name string) (Info, error) {
+	canon, err := CanonicalDatabaseName(name)
+	if err != nil {
+		return Info{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, ok := s.cat.find(canon)
+	if !ok {
+		return Info{}, fmt.Errorf("no database %s: %w", canon, wire.ErrNoSuchDatabase)
+	}
+	return s.infoLocked(s.cat.Databases[i]), nil
+}
+
+func (s *Store) infoLocked(e catalogEntry) Info {
+	info := Info{Name: e.Name, Dir: filepath.Join(s.opts.Dir, e.Dir), Mounted: e.Mounted, Created: e.Created}
+	if d, ok := s.dbs[e.Name]; ok {
+		info.Applied = d.Applied()
+		info.Bytes = d.pdb.Metrics().DiskSpaceUsage()
+	}
+	return info
+}
+
+// Mount opens a dismounted database. Mounting a mounted database is a no-op.
+func (s *Store) Mount(name string) (Info, error) {
+	return s.setMounted(name, true)
+}
+
+// Dismount flushes and closes a database; it keeps its directory and catalog entry, and refuses operations until mounted.
+func (s *Store) Dismount(name string) (Info, error) {
+	return s.setMounted(name, false)
+}
+
+func (s *Store) setMounted(name string, mount bool) (Info, error) {
+	canon, err := CanonicalDatabaseName(name)
+	if err != nil {
+		return Info{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.cat.find(canon)
+	if !ok {
+		return Info{}, fmt.Errorf("no database %s: %w", canon, wire.ErrNoSuchDatabase)
+	}
+	e := s.cat.Databases[i]
+	if e.Mounted == mount {
+		return s.infoLocked(e), nil
+	}
+	if mount {
+		d, err := openDatabase(filepath.Join(s.opts.Dir, e.Dir), e.Name, e.Incarnation, false, s.opts.Journal, s.cache, s.log)
+		if err != nil {
+			return Info{}, err
+		}
+		s.dbs[canon] = d
+	} else {
+		if err := s.dbs[canon].flushAndClose(); err != nil {
+			return Info{}, err
+		}
+		delete(s.dbs, canon)
+	}
+	next := s.cat
+	next.Databases = slices.Clone(s.cat.Databases)
+	next.Databases[i].Mounted = mount
+	if err := next.save(s.catalogPath()); err != nil {
+		return Info{}, err
+	}
+	s.cat = next
+	s.log.Info().Str("db", canon).Bool("mounted", mount).Msg("database mount state changed")
+	return s.infoLocked(next.Databases[i]), nil
+}
+
+// Delete removes a database and its directory. The catalog is updated first, so a crash in between leaves only an unlisted
+// directory, which the next create of that name clears.
+func (s *Store) Delete(name string) error {
+	canon, err := CanonicalDatabaseName(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.cat.find(canon)
+	if !ok {
+		return fmt.Errorf("no database %s: %w", canon, wire.ErrNoSuchDatabase)
+	}
+	e := s.cat.Databases[i]
+	if d, ok := s.dbs[canon]; ok {
+		if err := d.flushAndClose(); err != nil {
+			return err
+		}
+		delete(s.dbs, canon)
+	}
+	next := s.cat
+	next.Databases = slices.Delete(slices.Clone(s.cat.Databases), i, i+1)
+	if err := next.save(s.catalogPath()); err != nil {
+		return err
+	}
+	s.cat = next
+	if err := os.RemoveAll(filepath.Join(s.opts.Dir, e.Dir)); err != nil {
+		return fmt.Errorf("delete database %s: %w", canon, err)
+	}
+	s.log.Info().Str("db", canon).Msg("database deleted")
+	return nil
+}
+
+// Checkpoint writes a consistent copy of a mounted database into dest (which must not exist yet).
+func (s *Store) Checkpoint(name, dest string) (Checkpoint, error) {
+	d, err := s.Database(name)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return Checkpoint{}, fmt.Errorf("database %s: %w", d.name, wire.ErrDatabaseDismounted)
+	}
+	return d.checkpoint(dest)
+}
+
+// PurgeFloor flushes every mounted database and returns the oldest journal position any of them still needs for recovery.
+// The journal must not purge at or after it.
+func (s *Store) PurgeFloor() (journal.Position, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	floor := s.opts.Journal.AppendedEnd()
+	for _, d := range s.dbs {
+		applied := d.Applied()
+		if err := d.pdb.Flush(); err != nil {
+			return journal.Position{}, fmt.Errorf("flush database %s: %w", d.name, err)
+		}
+		if applied.Less(floor) {
+			floor = applied
+		}
+	}
+	return floor, nil
+}
+
+// Close flushes and closes every database. Operations in flight finish first.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	var errs []error
+	for name, d := range s.dbs {
+		if err := d.flushAndClose(); err != nil {
+			errs = append(errs, err)
+		}
+		delete(s.dbs, name)
+	}
+	if s.cache != nil {
+		s.cache.Unref()
+		s.cache = nil
+	}
+	return errors.Join(errs...)
+}
