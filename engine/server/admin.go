@@ -1,0 +1,158 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/engine/version"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+// Status is the member's state as served by GET /api/v1/status and printed by `member status`.
+type Status struct {
+	Member    string        `json:"member"`
+	Version   version.Info  `json:"version"`
+	DataAddr  string        `json:"data_addr"`
+	AdminAddr string        `json:"admin_addr"`
+	Started   time.Time     `json:"started"`
+	Uptime    string        `json:"uptime"`
+	Journal   JournalStatus `json:"journal"`
+	Databases []store.Info  `json:"databases"`
+}
+
+// JournalStatus summarises the member's local journal.
+type JournalStatus struct {
+	Epoch    uint64           `json:"epoch"`
+	First    journal.Position `json:"first"`
+	Durable  journal.Position `json:"durable"`
+	Segments int              `json:"segments"`
+	Syncs    uint64           `json:"syncs"`
+	Records  uint64           `json:"records"`
+}
+
+// ErrorBody is the JSON body of every admin error response.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// CreateDatabaseRequest is the body of POST /api/v1/databases.
+type CreateDatabaseRequest struct {
+	Name string `json:"name"`
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Status())
+	})
+	mux.HandleFunc("GET /api/v1/databases", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.store.List())
+	})
+	mux.HandleFunc("POST /api/v1/databases", func(w http.ResponseWriter, r *http.Request) {
+		var req CreateDatabaseRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+			writeError(w, fmt.Errorf("request body: %v: %w", err, wire.ErrBadRequest))
+			return
+		}
+		info, err := s.store.Create(req.Name)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, info)
+	})
+	mux.HandleFunc("GET /api/v1/databases/{name}", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) { return s.store.Get(r.PathValue("name")) })
+	})
+	mux.HandleFunc("POST /api/v1/databases/{name}/mount", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) { return s.store.Mount(r.PathValue("name")) })
+	})
+	mux.HandleFunc("POST /api/v1/databases/{name}/dismount", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) { return s.store.Dismount(r.PathValue("name")) })
+	})
+	mux.HandleFunc("DELETE /api/v1/databases/{name}", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) {
+			return map[string]string{"deleted": r.PathValue("name")}, s.store.Delete(r.PathValue("name"))
+		})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /mirror/health", func(w http.ResponseWriter, r *http.Request) {
+		// Without mirroring this member is never a mirror primary (nor backup): load balancers must not send clients here.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "FAILED\n")
+	})
+	return mux
+}
+
+// Status reports the member's current state.
+func (s *Server) Status() Status {
+	st := s.jrn.Stats()
+	return Status{
+		Member:    s.cfg.Name,
+		Version:   version.Get(),
+		DataAddr:  s.DataAddr(),
+		AdminAddr: s.AdminAddr(),
+		Started:   s.started.UTC(),
+		Uptime:    time.Since(s.started).Round(time.Second).String(),
+		Journal: JournalStatus{
+			Epoch:    s.jrn.Epoch(),
+			First:    s.jrn.FirstPosition(),
+			Durable:  s.jrn.DurableEnd(),
+			Segments: len(s.jrn.Segments()),
+			Syncs:    st.Syncs,
+			Records:  st.Records,
+		},
+		Databases: s.store.List(),
+	}
+}
+
+func respond(w http.ResponseWriter, f func() (any, error)) {
+	v, err := f()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// HTTP statuses and stable code names for typed errors; anything untyped is a 500.
+var errorStatus = map[wire.Code]struct {
+	status int
+	name   string
+}{
+	wire.CodeBadRequest:         {http.StatusBadRequest, "bad-request"},
+	wire.CodeInvalidName:        {http.StatusBadRequest, "invalid-name"},
+	wire.CodeNoSuchDatabase:     {http.StatusNotFound, "no-such-database"},
+	wire.CodeExists:             {http.StatusConflict, "exists"},
+	wire.CodeDatabaseDismounted: {http.StatusConflict, "dismounted"},
+	wire.CodeShuttingDown:       {http.StatusServiceUnavailable, "shutting-down"},
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, name := http.StatusInternalServerError, "internal"
+	var we *wire.Error
+	if errors.As(err, &we) {
+		if e, ok := errorStatus[we.Code]; ok {
+			status, name = e.status, e.name
+		}
+	}
+	writeJSON(w, status, ErrorBody{Error: err.Error(), Code: name})
+}

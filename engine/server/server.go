@@ -1,0 +1,187 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+// Server is one running member.
+type Server struct {
+	cfg     Config
+	log     zerolog.Logger
+	metrics *metrics
+	jrn     *journal.Journal
+	store   *store.Store
+	started time.Time
+
+	dataLn    net.Listener
+	adminLn   net.Listener
+	adminHTTP *http.Server
+
+	mu       sync.Mutex
+	conns    map[*wire.Conn]struct{}
+	draining bool
+	inflight sync.WaitGroup // requests being executed
+	loops    sync.WaitGroup // accept loops, connection readers, purge loop
+	stop     chan struct{}
+}
+
+// New opens the member's journal and databases (replaying the journal) and binds its ports. Serving starts with Serve.
+func New(cfg Config, log zerolog.Logger) (*Server, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log = log.With().Str("member", cfg.Name).Logger()
+	log.Debug().Interface("config", cfg).Msg("configuration")
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), conns: map[*wire.Conn]struct{}{}, stop: make(chan struct{}), started: time.Now()}
+	jrn, err := journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{
+		SegmentSize: cfg.Journal.SegmentSize,
+		Logger:      log.With().Str("component", "journal").Logger(),
+		OnSync:      s.metrics.onSync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	s.jrn = jrn
+	st, err := store.Open(store.Options{Dir: cfg.DataDir, Journal: jrn, Logger: log, MaxValueSize: cfg.MaxValueSize})
+	if err != nil {
+		jrn.Close()
+		return nil, err
+	}
+	s.store = st
+	if s.dataLn, err = wire.Listen(cfg.Listen, nil); err != nil {
+		s.closeStorage()
+		return nil, fmt.Errorf("data port: %w", err)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+		s.dataLn.Close()
+		s.closeStorage()
+		return nil, fmt.Errorf("admin port %s: %w", cfg.AdminListen, err)
+	}
+	s.adminHTTP = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// DataAddr is the bound data address.
+func (s *Server) DataAddr() string { return s.dataLn.Addr().String() }
+
+// AdminAddr is the bound admin address.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Store is the member's databases (for tests and in-process tools).
+func (s *Server) Store() *store.Store { return s.store }
+
+// Serve starts the accept loops and the journal purge loop, and returns at once.
+func (s *Server) Serve() {
+	s.loops.Add(3)
+	go func() {
+		defer s.loops.Done()
+		s.acceptData()
+	}()
+	go func() {
+		defer s.loops.Done()
+		if err := s.adminHTTP.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Msg("admin port stopped")
+		}
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.purgeLoop()
+	}()
+	s.log.Info().Str("listen", s.DataAddr()).Str("admin", s.AdminAddr()).Msg("member serving")
+}
+
+func (s *Server) purgeLoop() {
+	t := time.NewTicker(s.cfg.Journal.PurgeInterval.Duration)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if err := s.purge(); err != nil {
+			s.log.Error().Err(err).Msg("journal purge")
+		}
+	}
+}
+
+func (s *Server) purge() error {
+	floor, err := s.store.PurgeFloor()
+	if err != nil {
+		return err
+	}
+	removed, err := s.jrn.Purge(journal.PurgePolicy{KeepSegments: s.cfg.Journal.KeepSegments, MaxAge: s.cfg.Journal.MaxAge.Duration}, floor)
+	if len(removed) > 0 {
+		s.log.Info().Strs("segments", removed).Str("floor", floor.String()).Msg("journal segments purged")
+	}
+	return err
+}
+
+// Shutdown stops the member in order: stop accepting connections and requests, let in-flight requests finish (their commits
+// become durable), close connections, stop the admin port, flush and close the databases, then close the journal.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return nil
+	}
+	s.draining = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.dataLn.Close()
+
+	done := make(chan struct{})
+	go func() {
+		s.inflight.Wait()
+		close(done)
+	}()
+	var errs []error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("in-flight requests still running at shutdown: %w", ctx.Err()))
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	if err := s.adminHTTP.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("admin port: %w", err))
+	}
+	s.loops.Wait()
+	if err := s.closeStorage(); err != nil {
+		errs = append(errs, err)
+	}
+	s.log.Info().Msg("member stopped")
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeStorage() error {
+	var errs []error
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	if s.jrn != nil {
+		errs = append(errs, s.jrn.Close())
+	}
+	return errors.Join(errs...)
+}

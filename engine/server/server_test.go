@@ -1,0 +1,134 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mirrorkit/mirrorkit/engine/client"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+func startServer(tb testing.TB, dir string) *Server {
+	tb.Helper()
+	s, err := New(Config{Name: "t1", DataDir: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0"}, zerolog.New(zerolog.NewTestWriter(tb)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.Serve()
+	tb.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s
+}
+
+func httpDo(tb testing.TB, method, url, body string) (int, string) {
+	tb.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAdminAPI(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	base := "http://" + s.AdminAddr()
+
+	if code, body := httpDo(t, "GET", base+"/mirror/health", ""); code != 503 || strings.TrimSpace(body) != "FAILED" {
+		t.Fatalf("/mirror/health = %d %q", code, body)
+	}
+	if code, body := httpDo(t, "POST", base+"/api/v1/databases", `{"name":"app"}`); code != 201 || !strings.Contains(body, `"APP"`) {
+		t.Fatalf("create = %d %s", code, body)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		errCode            string
+	}{
+		{"POST", "/api/v1/databases", `{"name":"app"}`, 409, "exists"},
+		{"POST", "/api/v1/databases", `{"name":"1x"}`, 400, "invalid-name"},
+		{"POST", "/api/v1/databases", `not json`, 400, "bad-request"},
+		{"GET", "/api/v1/databases/nope", "", 404, "no-such-database"},
+		{"POST", "/api/v1/databases/nope/mount", "", 404, "no-such-database"},
+	} {
+		code, body := httpDo(t, tc.method, base+tc.path, tc.body)
+		var eb ErrorBody
+		json.Unmarshal([]byte(body), &eb)
+		if code != tc.code || eb.Code != tc.errCode || eb.Error == "" {
+			t.Errorf("%s %s: %d %s, want %d %s", tc.method, tc.path, code, body, tc.code, tc.errCode)
+		}
+	}
+
+	c, err := client.Dial(context.Background(), s.DataAddr(), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Welcome().AdminAddr != s.AdminAddr() || c.Welcome().Member != "t1" {
+		t.Fatalf("welcome %+v", c.Welcome())
+	}
+	if err := c.Set(context.Background(), "APP", `^X(1)`, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Get(context.Background(), "NOPE", `^X(1)`); !errors.Is(err, wire.ErrNoSuchDatabase) || !strings.Contains(err.Error(), "NOPE") {
+		t.Fatalf("typed error across the wire: %v", err)
+	}
+	_, metrics := httpDo(t, "GET", base+"/metrics", "")
+	for _, want := range []string{"mirrorkit_commits_total 1", "mirrorkit_commit_latency_seconds_count 1", "mirrorkit_journal_syncs_total", "mirrorkit_group_commit_transactions_bucket", "mirrorkit_journal_bytes_total"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	var st Status
+	_, body := httpDo(t, "GET", base+"/api/v1/status", "")
+	if err := json.Unmarshal([]byte(body), &st); err != nil || st.Member != "t1" || len(st.Databases) != 1 || st.Journal.Durable.IsZero() {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+}
+
+func TestShutdownRefusesNewWorkAndIsIdempotent(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
+	if _, err := client.Dial(ctx, s.DataAddr(), client.Options{Conns: 1}); err == nil {
+		t.Fatal("dial after shutdown succeeded")
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.Name = "" }, "name"},
+		{func(c *Config) { c.Name = strings.Repeat("n", 33) }, "name"},
+		{func(c *Config) { c.Name = "a.b" }, "name"},
+		{func(c *Config) { c.DataDir = "" }, "data_dir"},
+		{func(c *Config) { c.Listen = "nohost" }, "listen"},
+		{func(c *Config) { c.Journal.SegmentSize = 1000 }, "segment_size"},
+		{func(c *Config) { c.Log.Level = "loud" }, "log.level"},
+		{func(c *Config) { c.MaxValueSize = 32 << 20 }, "max_frame"},
+	} {
+		c := Config{Name: "ok", DataDir: "/tmp/x"}
+		c.Defaults()
+		tc.mutate(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want an error about %s, got %v", tc.want, err)
+		}
+	}
+}
