@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"text/tabwriter"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/mirrorkit/mirrorkit/engine/server"
+	"github.com/mirrorkit/mirrorkit/engine/store"
+)
+
+type dbCmd struct {
+	Create   dbCreateCmd `cmd:"" help:"Create a database."`
+	List     dbListCmd   `cmd:"" help:"List databases."`
+	Mount    dbNameCmd   `cmd:"" help:"Mount a dismounted database."`
+	Dismount dbNameCmd   `cmd:"" help:"Flush and dismount a database (its data stays on disk)."`
+	Delete   dbNameCmd   `cmd:"" help:"Delete a database and its files."`
+}
+
+type dbCreateCmd struct {
+	remote
+	Name string `arg:"" help:"Database name."`
+}
+
+func (c *dbCreateCmd) Run() error {
+	if _, err := store.CanonicalDatabaseName(c.Name); err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := c.context()
+	defer cancel()
+	var info store.Info
+	if err := c.admin(ctx, http.MethodPost, "/api/v1/databases", server.CreateDatabaseRequest{Name: c.Name}, &info); err != nil {
+		return err
+	}
+	return printInfo(c.JSON, info, "created")
+}
+
+type dbListCmd struct{ remote }
+
+func (c *dbListCmd) Run() error {
+	ctx, cancel := c.context()
+	defer cancel()
+	var infos []store.Info
+	if err := c.admin(ctx, http.MethodGet, "/api/v1/databases", nil, &infos); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(infos)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tAPPLIED\tBYTES\tDIR")
+	for _, i := range infos {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", i.Name, mountState(i.Mounted), i.Applied, i.Bytes, i.Dir)
+	}
+	return tw.Flush()
+}
+
+// dbNameCmd serves mount, dismount and delete: the sub-command's name picks the call.
+type dbNameCmd struct {
+	remote
+	Name string `arg:"" help:"Database name."`
+}
+
+func (c *dbNameCmd) Run(kctx *kong.Context) error {
+	if _, err := store.CanonicalDatabaseName(c.Name); err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := c.context()
+	defer cancel()
+	path := "/api/v1/databases/" + url.PathEscape(c.Name)
+	action := kctx.Command()
+	var info store.Info
+	switch action {
+	case "db mount <name>":
+		if err := c.admin(ctx, http.MethodPost, path+"/mount", nil, &info); err != nil {
+			return err
+		}
+		return printInfo(c.JSON, info, "mounted")
+	case "db dismount <name>":
+		if err := c.admin(ctx, http.MethodPost, path+"/dismount", nil, &info); err != nil {
+			return err
+		}
+		return printInfo(c.JSON, info, "dismounted")
+	default:
+		if err := c.admin(ctx, http.MethodDelete, path, nil, nil); err != nil {
+			return err
+		}
+		if c.JSON {
+			return printJSON(map[string]string{"deleted": c.Name})
+		}
+		fmt.Printf("database %s deleted\n", c.Name)
+		return nil
+	}
+}
+
+func printInfo(asJSON bool, info store.Info, verb string) error {
+	if asJSON {
+		return printJSON(info)
+	}
+	fmt.Printf("database %s %s (applied %s, dir %s)\n", info.Name, verb, info.Applied, info.Dir)
+	return nil
+}
+
+func mountState(m bool) string {
+	if m {
+		return "mounted"
+	}
+	return "dismounted"
+}
