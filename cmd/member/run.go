@@ -27,6 +27,8 @@ type runCmd struct {
 	SegmentSize  int64         `help:"Journal segment size in bytes (config: journal.segment_size)."`
 	KeepSegments int           `help:"Journal segments always kept (config: journal.keep_segments)."`
 	MaxAge       time.Duration `help:"Journal segments younger than this are kept (config: journal.max_age)."`
+	PurgeEvery   time.Duration `name:"purge-interval" help:"How often the journal is purged (config: journal.purge_interval)."`
+	MaxFrame     int           `help:"Largest protocol frame in bytes (config: max_frame)."`
 	LogLevel     string        `help:"debug, info, warn or error (config: log.level)."`
 	LogFormat    string        `help:"json, console or auto (config: log.format)."`
 	ShutdownWait time.Duration `default:"30s" help:"How long SIGTERM waits for in-flight requests."`
@@ -64,6 +66,12 @@ func (r *runCmd) loadConfig() (server.Config, error) {
 	}
 	if r.MaxAge != 0 {
 		cfg.Journal.MaxAge.Duration = r.MaxAge
+	}
+	if r.PurgeEvery != 0 {
+		cfg.Journal.PurgeInterval.Duration = r.PurgeEvery
+	}
+	if r.MaxFrame != 0 {
+		cfg.MaxFrame = r.MaxFrame
 	}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {

@@ -49,6 +49,7 @@ type Database struct {
 	// mu serialises write transactions: evaluation (before-images, CAS), journal append and batch apply happen in journal order.
 	mu      sync.Mutex
 	applied journal.Position // end of the last record applied; guarded by mu
+	flushed journal.Position // applied position persisted by the last flush; guarded by mu
 }
 
 // openDatabase opens the Pebble instance in dir. With create, the directory must be new and the meta keys are written.
@@ -86,12 +87,14 @@ func openDatabase(dir, name string, incarnation uint64, create bool, jrn *journa
 			pdb.Close()
 			return nil, fmt.Errorf("create database %s: %w", name, err)
 		}
+		d.flushed = d.applied
 		return d, nil
 	}
 	if err := d.loadMeta(); err != nil {
 		pdb.Close()
 		return nil, err
 	}
+	d.flushed = d.applied
 	return d, nil
 }
 
@@ -154,6 +157,24 @@ func (d *Database) Applied() journal.Position {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.applied
+}
+
+// flush persists everything applied so far, unless nothing changed since the last flush, and returns the applied position
+// that is now persisted (recovery never needs the journal before it).
+func (d *Database) flush() (journal.Position, error) {
+	d.mu.Lock()
+	applied, flushed := d.applied, d.flushed
+	d.mu.Unlock()
+	if applied == flushed {
+		return applied, nil
+	}
+	if err := d.pdb.Flush(); err != nil {
+		return journal.Position{}, fmt.Errorf("flush database %s: %w", d.name, err)
+	}
+	d.mu.Lock()
+	d.flushed = applied
+	d.mu.Unlock()
+	return applied, nil
 }
 
 // flushAndClose persists everything applied so far (the journal is synced first by the flush hook) and closes Pebble.

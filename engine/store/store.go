@@ -397,9 +397,9 @@ func (s *Store) PurgeFloor() (journal.Position, error) {
 	defer s.mu.RUnlock()
 	floor := s.opts.Journal.AppendedEnd()
 	for _, d := range s.dbs {
-		applied := d.Applied()
-		if err := d.pdb.Flush(); err != nil {
-			return journal.Position{}, fmt.Errorf("flush database %s: %w", d.name, err)
+		applied, err := d.flush()
+		if err != nil {
+			return journal.Position{}, err
 		}
 		if applied.Less(floor) {
 			floor = applied
