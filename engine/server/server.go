@@ -124,7 +124,7 @@ func (s *Server) purgeLoop() {
 }
 
 func (s *Server) purge() error {
-	floor, err := s.store.PurgeFloor()
+	floor, err := s.store.PurgeFloor("", s.jrn.AppendedEnd())
 	if err != nil {
 		return err
 	}

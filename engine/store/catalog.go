@@ -26,6 +26,7 @@ type catalogEntry struct {
 	Name        string    `json:"name"`
 	Dir         string    `json:"dir"` // relative to the data dir
 	Mounted     bool      `json:"mounted"`
+	Mirror      string    `json:"mirror,omitempty"` // the mirror the database belongs to; "" for the local journal
 	Created     time.Time `json:"created"`
 	Incarnation uint64    `json:"incarnation"`
 }

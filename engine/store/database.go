@@ -1,10 +1,12 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/rs/zerolog"
@@ -28,6 +30,35 @@ var (
 
 const dataPrefix = 0x01
 
+// Partitions is how many independently applied partitions a replicated database has: a dejournaler applies different
+// partitions (sets of globals) in parallel, and each partition records its own applied position. It is part of the on-disk
+// meaning of the partition keys, so it never changes within a database format.
+const Partitions = 16
+
+func metaPartition(p int) []byte { return []byte(fmt.Sprintf("\x00applied.%02d", p)) }
+
+// Journal is what a database writes its changes to: the member's local journal, or a mirror journal whose WaitDurable also
+// waits for the active backup's acknowledgement.
+type Journal interface {
+	Append(recs []journal.Record) (journal.Position, error)
+	WaitDurable(ctx context.Context, pos journal.Position) error
+	Sync() error
+	AppendedEnd() journal.Position
+	DurableEnd() journal.Position
+}
+
+// WriteGate decides whether a mirrored database may be written on this member now. BeginWrite may wait (during a role change)
+// and returns the function to call once the write has committed or failed.
+type WriteGate interface {
+	BeginWrite(ctx context.Context, db string) (done func(), err error)
+}
+
+// Attachment is the journal and write gate of a mirror's databases on this member.
+type Attachment struct {
+	Journal Journal
+	Gate    WriteGate
+}
+
 func dataKey(dst, key []byte) []byte {
 	dst = append(dst[:0], dataPrefix)
 	return append(dst, key...)
@@ -39,7 +70,8 @@ type Database struct {
 	dir         string
 	incarnation uint64
 	pdb         *pebble.DB
-	jrn         *journal.Journal
+	mirror      string                     // "" for a database on the local journal
+	attach      atomic.Pointer[Attachment] // nil until the mirror is attached: writes refused
 	log         zerolog.Logger
 
 	// life is held shared by every operation and exclusively by dismount, delete and close.
@@ -48,13 +80,16 @@ type Database struct {
 
 	// mu serialises write transactions: evaluation (before-images, CAS), journal append and batch apply happen in journal order.
 	mu      sync.Mutex
-	applied journal.Position // end of the last record applied; guarded by mu
-	flushed journal.Position // applied position persisted by the last flush; guarded by mu
+	applied journal.Position             // base: every partition applied at least to here; guarded by mu
+	parts   [Partitions]journal.Position // per-partition applied positions written by dejournaling; guarded by mu
+	flushed journal.Position             // lowest applied position persisted by the last flush; guarded by mu
 }
 
-// openDatabase opens the Pebble instance in dir. With create, the directory must be new and the meta keys are written.
-func openDatabase(dir, name string, incarnation uint64, create bool, jrn *journal.Journal, cache *pebble.Cache, log zerolog.Logger) (*Database, error) {
-	d := &Database{name: name, dir: dir, incarnation: incarnation, jrn: jrn, log: log.With().Str("db", name).Logger()}
+// openDatabase opens the Pebble instance in dir. With create, the directory must be new and the meta keys are written with
+// start as the applied position.
+func openDatabase(dir, name, mirror string, incarnation uint64, create bool, start journal.Position, attach *Attachment, cache *pebble.Cache, log zerolog.Logger) (*Database, error) {
+	d := &Database{name: name, dir: dir, mirror: mirror, incarnation: incarnation, log: log.With().Str("db", name).Logger()}
+	d.attach.Store(attach)
 	opts := &pebble.Options{
 		Cache:              cache,
 		DisableWAL:         true,
@@ -77,7 +112,7 @@ func openDatabase(dir, name string, incarnation uint64, create bool, jrn *journa
 		_ = b.Set(metaName, []byte(name), nil)
 		_ = b.Set(metaFormat, binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
 		_ = b.Set(metaIncarnation, binary.BigEndian.AppendUint64(nil, incarnation), nil)
-		d.applied = jrn.AppendedEnd()
+		d.applied = start
 		_ = b.Set(metaApplied, d.applied.Encode(), nil)
 		if err := b.Commit(pebble.NoSync); err != nil {
 			pdb.Close()
@@ -87,14 +122,14 @@ func openDatabase(dir, name string, incarnation uint64, create bool, jrn *journa
 			pdb.Close()
 			return nil, fmt.Errorf("create database %s: %w", name, err)
 		}
-		d.flushed = d.applied
+		d.flushed = d.lowestAppliedLocked()
 		return d, nil
 	}
 	if err := d.loadMeta(); err != nil {
 		pdb.Close()
 		return nil, err
 	}
-	d.flushed = d.applied
+	d.flushed = d.lowestAppliedLocked()
 	return d, nil
 }
 
@@ -138,11 +173,29 @@ func (d *Database) loadMeta() error {
 	if d.applied, err = journal.DecodePosition(applied); err != nil {
 		return fmt.Errorf("database %s: applied position: %w", d.name, err)
 	}
+	for p := range Partitions {
+		v, closer, err := d.pdb.Get(metaPartition(p))
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("database %s: partition %d applied position: %w", d.name, p, err)
+		}
+		d.parts[p], err = journal.DecodePosition(v)
+		closer.Close()
+		if err != nil {
+			return fmt.Errorf("database %s: partition %d applied position: %w", d.name, p, err)
+		}
+	}
 	return nil
 }
 
 func (d *Database) syncJournalBeforeFlush() {
-	if err := d.jrn.Sync(); err != nil {
+	a := d.attach.Load()
+	if a == nil {
+		return // nothing was written through a journal this member does not have open
+	}
+	if err := a.Journal.Sync(); err != nil {
 		// Letting the flush go on could persist changes that the journal lost; stopping the process keeps the database
 		// behind its journal, and recovery replays what is durable.
 		d.log.Fatal().Err(err).Msg("journal sync before database flush failed; stopping")
@@ -152,18 +205,35 @@ func (d *Database) syncJournalBeforeFlush() {
 // Name is the database's canonical name.
 func (d *Database) Name() string { return d.name }
 
-// Applied is the journal position just after the last record applied to this database.
+// Mirror is the name of the mirror the database belongs to, "" for a database on the local journal.
+func (d *Database) Mirror() string { return d.mirror }
+
+// Applied is the lowest journal position this database still needs: every record before it has been applied.
 func (d *Database) Applied() journal.Position {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.applied
+	return d.lowestAppliedLocked()
+}
+
+func (d *Database) lowestAppliedLocked() journal.Position {
+	low := journal.Position{}
+	for p := range Partitions {
+		eff := d.applied
+		if eff.Less(d.parts[p]) {
+			eff = d.parts[p]
+		}
+		if p == 0 || eff.Less(low) {
+			low = eff
+		}
+	}
+	return low
 }
 
 // flush persists everything applied so far, unless nothing changed since the last flush, and returns the applied position
 // that is now persisted (recovery never needs the journal before it).
 func (d *Database) flush() (journal.Position, error) {
 	d.mu.Lock()
-	applied, flushed := d.applied, d.flushed
+	applied, flushed := d.lowestAppliedLocked(), d.flushed
 	d.mu.Unlock()
 	if applied == flushed {
 		return applied, nil
@@ -215,5 +285,5 @@ func (d *Database) checkpoint(dest string) (Checkpoint, error) {
 	if err := d.pdb.Checkpoint(dest); err != nil {
 		return Checkpoint{}, fmt.Errorf("checkpoint %s into %s: %w", d.name, dest, err)
 	}
-	return Checkpoint{Database: d.name, Dir: dest, Applied: d.applied, Format: FormatVersion}, nil
+	return Checkpoint{Database: d.name, Dir: dest, Applied: d.lowestAppliedLocked(), Format: FormatVersion}, nil
 }

@@ -48,21 +48,39 @@ func (d *Database) Exec(ctx context.Context, ops []wire.Op, maxValue int) ([]wir
 	if d.closed {
 		return nil, journal.Position{}, fmt.Errorf("database %s: %w", d.name, wire.ErrDatabaseDismounted)
 	}
+	a := d.attach.Load()
+	if a == nil {
+		if writes {
+			return nil, journal.Position{}, fmt.Errorf("database %s belongs to mirror %s, which is not active on this member: %w", d.name, d.mirror, wire.ErrReadOnly)
+		}
+		results, err := evalReads(d.pdb, ops)
+		if err != nil {
+			return nil, journal.Position{}, fmt.Errorf("database %s: %w", d.name, err)
+		}
+		return results, journal.Position{}, nil
+	}
 	if !writes {
 		results, err := evalReads(d.pdb, ops)
 		if err != nil {
 			return nil, journal.Position{}, fmt.Errorf("database %s: %w", d.name, err)
 		}
-		return results, journal.Position{}, d.waitReadable(ctx)
+		return results, journal.Position{}, d.waitReadable(ctx, a.Journal)
 	}
-	results, end, err := d.commit(ops)
+	if a.Gate != nil {
+		done, err := a.Gate.BeginWrite(ctx, d.name)
+		if err != nil {
+			return nil, journal.Position{}, err
+		}
+		defer done()
+	}
+	results, end, err := d.commit(ops, a.Journal)
 	if err != nil {
 		return nil, journal.Position{}, err
 	}
 	if end.IsZero() { // nothing changed (a failed CAS, a kill of nothing): still only answer what is durable
-		return results, end, d.waitReadable(ctx)
+		return results, end, d.waitReadable(ctx, a.Journal)
 	}
-	if err := d.jrn.WaitDurable(ctx, end); err != nil {
+	if err := a.Journal.WaitDurable(ctx, end); err != nil {
 		return nil, journal.Position{}, fmt.Errorf("database %s: commit at %s: %w", d.name, end, err)
 	}
 	return results, end, nil
@@ -70,16 +88,16 @@ func (d *Database) Exec(ctx context.Context, ops []wire.Op, maxValue int) ([]wir
 
 // waitReadable waits until everything appended to the journal so far is durable, so a read never returns data that a crash
 // could still take away.
-func (d *Database) waitReadable(ctx context.Context) error {
-	end := d.jrn.AppendedEnd()
-	if !d.jrn.DurableEnd().Less(end) {
+func (d *Database) waitReadable(ctx context.Context, jrn Journal) error {
+	end := jrn.AppendedEnd()
+	if !jrn.DurableEnd().Less(end) {
 		return nil
 	}
-	return d.jrn.WaitDurable(ctx, end)
+	return jrn.WaitDurable(ctx, end)
 }
 
 // commit evaluates a write transaction, journals it and applies it, under the writer lock.
-func (d *Database) commit(ops []wire.Op) ([]wire.Result, journal.Position, error) {
+func (d *Database) commit(ops []wire.Op, jrn Journal) ([]wire.Result, journal.Position, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := d.pdb.NewIndexedBatch()
@@ -95,7 +113,7 @@ func (d *Database) commit(ops []wire.Op) ([]wire.Result, journal.Position, error
 		return results, journal.Position{}, nil
 	}
 	tx.recs[len(tx.recs)-1].TxnEnd = true
-	end, err := d.jrn.Append(tx.recs)
+	end, err := jrn.Append(tx.recs)
 	if err != nil {
 		return nil, journal.Position{}, fmt.Errorf("database %s: journal: %w", d.name, err)
 	}

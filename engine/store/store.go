@@ -23,8 +23,11 @@ import (
 type Options struct {
 	// Dir is the member's data directory; databases live in Dir/db/<NAME>, the catalog in Dir/catalog.json.
 	Dir string
-	// Journal is the journal every database of this store writes to and is recovered from.
-	Journal      *journal.Journal
+	// Journal is the member's local journal: databases that belong to no mirror write to it and are recovered from it.
+	Journal *journal.Journal
+	// Mirrors attaches the journal and write gate of each mirror whose databases this member holds. Mirrored databases are
+	// not replayed by the store: the mirror brings them up to date (dejournaling) before it lets them be written.
+	Mirrors      map[string]Attachment
 	Logger       zerolog.Logger
 	MaxValueSize int   // default DefaultMaxValueSize
 	CacheSize    int64 // shared block cache, default 64 MiB
@@ -48,6 +51,7 @@ type Info struct {
 	Name    string           `json:"name"`
 	Dir     string           `json:"dir"`
 	Mounted bool             `json:"mounted"`
+	Mirror  string           `json:"mirror,omitempty"`
 	Created time.Time        `json:"created"`
 	Applied journal.Position `json:"applied"`
 	Bytes   uint64           `json:"bytes"`
@@ -76,7 +80,7 @@ func Open(opts Options) (*Store, error) {
 		if !e.Mounted {
 			continue
 		}
-		d, err := openDatabase(filepath.Join(opts.Dir, e.Dir), e.Name, e.Incarnation, false, opts.Journal, s.cache, s.log)
+		d, err := openDatabase(filepath.Join(opts.Dir, e.Dir), e.Name, e.Mirror, e.Incarnation, false, journal.Position{}, s.attachment(e.Mirror), s.cache, s.log)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -90,15 +94,42 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
-// replay applies every complete transaction in the durable journal that a mounted database has not applied yet.
-func (s *Store) replay() error {
-	if len(s.dbs) == 0 {
-		return nil
+// attachment returns what a database of the named mirror writes through ("" is the local journal); nil for a mirror that is
+// not attached.
+func (s *Store) attachment(mirror string) *Attachment {
+	if mirror == "" {
+		return &Attachment{Journal: s.opts.Journal}
 	}
+	if a, ok := s.opts.Mirrors[mirror]; ok {
+		return &a
+	}
+	return nil
+}
+
+// AttachMirror sets (or replaces) the journal and write gate of a mirror's databases.
+func (s *Store) AttachMirror(mirror string, a Attachment) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opts.Mirrors == nil {
+		s.opts.Mirrors = map[string]Attachment{}
+	}
+	s.opts.Mirrors[mirror] = a
+	for _, d := range s.dbs {
+		if d.mirror == mirror {
+			d.attach.Store(&a)
+		}
+	}
+}
+
+// replay applies every complete transaction in the durable local journal that a mounted database on it has not applied yet.
+func (s *Store) replay() error {
 	jrn := s.opts.Journal
 	end := jrn.DurableEnd()
 	from := end
 	for _, d := range s.dbs {
+		if d.mirror != "" {
+			continue
+		}
 		if end.Less(d.applied) {
 			return fmt.Errorf("database %s has applied the journal up to %s but the journal ends at %s: the journal is missing data this database holds; restore the database from a backup or a mirror member", d.name, d.applied, end)
 		}
@@ -156,7 +187,7 @@ func (s *Store) applyReplayed(txn []journal.Record, end journal.Position) error 
 	}()
 	for _, rec := range txn {
 		d, ok := s.dbs[rec.DB]
-		if !ok || rec.Pos.Less(d.applied) {
+		if !ok || d.mirror != "" || rec.Pos.Less(d.applied) {
 			continue
 		}
 		b := byDB[rec.DB]
@@ -184,8 +215,28 @@ func (s *Store) applyReplayed(txn []journal.Record, end journal.Position) error 
 
 func (s *Store) catalogPath() string { return filepath.Join(s.opts.Dir, "catalog.json") }
 
-// Create makes a new, empty, mounted database.
+// CreateOptions place a new database in a mirror.
+type CreateOptions struct {
+	// Mirror is the mirror the database belongs to ("" for the local journal); it must be attached.
+	Mirror string
+	// Marker makes the creation a journaled event: a create marker record is committed to the database's journal and the
+	// database starts right after it (the mirror primary does this; other members find the marker in their copy).
+	Marker bool
+	// Start is where a database created without a marker starts applying its journal (zero: the journal's current end).
+	Start journal.Position
+}
+
+// MarkerCreate is the key of the journal marker record that a mirror primary writes when it creates a mirrored database;
+// the record's DB is the database, its value the incarnation.
+const MarkerCreate = "create"
+
+// Create makes a new, empty, mounted database on the local journal.
 func (s *Store) Create(name string) (Info, error) {
+	return s.CreateWith(name, CreateOptions{})
+}
+
+// CreateWith makes a new, empty, mounted database.
+func (s *Store) CreateWith(name string, opts CreateOptions) (Info, error) {
 	name, err := CanonicalDatabaseName(name)
 	if err != nil {
 		return Info{}, err
@@ -208,8 +259,27 @@ func (s *Store) Create(name string) (Info, error) {
 	if _, err := rand.Read(seed[:]); err != nil {
 		return Info{}, err
 	}
-	e := catalogEntry{Name: name, Dir: rel, Mounted: true, Created: s.opts.Now().UTC(), Incarnation: binary.BigEndian.Uint64(seed[:])}
-	d, err := openDatabase(dir, name, e.Incarnation, true, s.opts.Journal, s.cache, s.log)
+	e := catalogEntry{Name: name, Dir: rel, Mirror: opts.Mirror, Mounted: true, Created: s.opts.Now().UTC(), Incarnation: binary.BigEndian.Uint64(seed[:])}
+	a := s.attachment(opts.Mirror)
+	if a == nil {
+		return Info{}, fmt.Errorf("create database %s: mirror %s is not active on this member", name, opts.Mirror)
+	}
+	start := opts.Start
+	if opts.Marker {
+		// The marker is committed (and, on a mirror, acknowledged by the active backup) before the database exists.
+		end, err := a.Journal.Append([]journal.Record{{Type: journal.RecordMarker, TxnEnd: true, DB: name, Key: []byte(MarkerCreate),
+			Value: binary.BigEndian.AppendUint64(nil, e.Incarnation), HasValue: true}})
+		if err != nil {
+			return Info{}, fmt.Errorf("create database %s: journal marker: %w", name, err)
+		}
+		if err := a.Journal.WaitDurable(context.Background(), end); err != nil {
+			return Info{}, fmt.Errorf("create database %s: journal marker: %w", name, err)
+		}
+		start = end
+	} else if start.IsZero() {
+		start = a.Journal.AppendedEnd()
+	}
+	d, err := openDatabase(dir, name, opts.Mirror, e.Incarnation, true, start, a, s.cache, s.log)
 	if err != nil {
 		return Info{}, err
 	}
@@ -287,7 +357,7 @@ func (s *Store) Get(name string) (Info, error) {
 }
 
 func (s *Store) infoLocked(e catalogEntry) Info {
-	info := Info{Name: e.Name, Dir: filepath.Join(s.opts.Dir, e.Dir), Mounted: e.Mounted, Created: e.Created}
+	info := Info{Name: e.Name, Dir: filepath.Join(s.opts.Dir, e.Dir), Mounted: e.Mounted, Mirror: e.Mirror, Created: e.Created}
 	if d, ok := s.dbs[e.Name]; ok {
 		info.Applied = d.Applied()
 		info.Bytes = d.pdb.Metrics().DiskSpaceUsage()
@@ -321,7 +391,7 @@ func (s *Store) setMounted(name string, mount bool) (Info, error) {
 		return s.infoLocked(e), nil
 	}
 	if mount {
-		d, err := openDatabase(filepath.Join(s.opts.Dir, e.Dir), e.Name, e.Incarnation, false, s.opts.Journal, s.cache, s.log)
+		d, err := openDatabase(filepath.Join(s.opts.Dir, e.Dir), e.Name, e.Mirror, e.Incarnation, false, journal.Position{}, s.attachment(e.Mirror), s.cache, s.log)
 		if err != nil {
 			return Info{}, err
 		}
@@ -390,13 +460,16 @@ func (s *Store) Checkpoint(name, dest string) (Checkpoint, error) {
 	return d.checkpoint(dest)
 }
 
-// PurgeFloor flushes every mounted database and returns the oldest journal position any of them still needs for recovery.
-// The journal must not purge at or after it.
-func (s *Store) PurgeFloor() (journal.Position, error) {
+// PurgeFloor flushes every mounted database of the mirror ("" for the local journal) and returns the oldest position of that
+// journal any of them still needs for recovery, or end when none needs anything older. The journal must not purge at or after it.
+func (s *Store) PurgeFloor(mirror string, end journal.Position) (journal.Position, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	floor := s.opts.Journal.AppendedEnd()
+	floor := end
 	for _, d := range s.dbs {
+		if d.mirror != mirror {
+			continue
+		}
 		applied, err := d.flush()
 		if err != nil {
 			return journal.Position{}, err

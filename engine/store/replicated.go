@@ -1,0 +1,79 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+)
+
+// ApplyReplicated applies one transaction's records received from a mirror primary (all for this database, in journal order)
+// and records end as the applied position of each listed partition, in one batch. It bypasses the write gate: on a backup or
+// async, dejournaling is the only writer of a mirrored database.
+func (d *Database) ApplyReplicated(recs []journal.Record, end journal.Position, partitions []int) error {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return fmt.Errorf("database %s is dismounted", d.name)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.pdb.NewBatch()
+	defer b.Close()
+	for _, rec := range recs {
+		var err error
+		switch rec.Type {
+		case journal.RecordSet:
+			err = b.Set(dataKey(nil, rec.Key), rec.Value, nil)
+		case journal.RecordKill:
+			err = b.Delete(dataKey(nil, rec.Key), nil)
+		default:
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("database %s: apply %s: %w", d.name, rec.Pos, err)
+		}
+	}
+	for _, p := range partitions {
+		if p < 0 || p >= Partitions {
+			return fmt.Errorf("database %s: partition %d out of range", d.name, p)
+		}
+		if err := b.Set(metaPartition(p), end.Encode(), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("database %s: apply at %s: %w", d.name, end, err)
+	}
+	for _, p := range partitions {
+		d.parts[p] = end
+	}
+	return nil
+}
+
+// AdvanceApplied records that every partition is applied at least up to pos.
+func (d *Database) AdvanceApplied(pos journal.Position) error {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return fmt.Errorf("database %s is dismounted", d.name)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.applied.Less(pos) {
+		return nil
+	}
+	if err := d.pdb.Set(metaApplied, pos.Encode(), pebble.NoSync); err != nil {
+		return fmt.Errorf("database %s: advance applied to %s: %w", d.name, pos, err)
+	}
+	d.applied = pos
+	return nil
+}
+
+// AppliedPositions returns the base applied position and each partition's; a partition's effective position is the larger.
+func (d *Database) AppliedPositions() (journal.Position, [Partitions]journal.Position) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.applied, d.parts
+}
