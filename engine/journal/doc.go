@@ -13,6 +13,10 @@
 //   - tailing readers that see only durable records and follow segment rolls;
 //   - retention: consumers register the position they still need and Purge
 //     deletes only the oldest segments nobody needs;
+//   - copies of a journal on other members: records another member wrote are
+//     appended at the positions they carry (AppendReceived, AppendEncoded),
+//     durable records are shipped still encoded (ReadEncoded, DurableNotify),
+//     and a tail the other members never got is cut off (TruncateAfter);
 //   - read-only inspection (Check, Dump) for operator tools.
 //
 // It must not touch anything outside its directory, interpret record contents

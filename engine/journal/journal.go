@@ -133,7 +133,8 @@ type Journal struct {
 // records of a transaction whose TxnEnd record never reached the disk (never
 // acknowledged, since acknowledgement waits for a sync covering the whole
 // transaction) are cut off, as long as no valid record follows them. A last
-// segment whose header never reached the disk is re-initialised.
+// segment whose header never reached the disk is re-initialised, and a
+// segment copy left by an interrupted TruncateAfter is removed.
 func Open(dir string, opts Options) (*Journal, error) {
 	opts = opts.withDefaults()
 	j := &Journal{
@@ -191,6 +192,9 @@ func createDir(fs vfs.FS, dir string) error {
 }
 
 func (j *Journal) recover() error {
+	if err := removeCutCopies(j.fs, j.dir); err != nil {
+		return err
+	}
 	scan, err := scanDir(j.fs, j.dir)
 	if err != nil {
 		return err
@@ -327,7 +331,7 @@ func (j *Journal) Append(recs []Record) (end Position, err error) {
 	}
 	create := false
 	if !j.txnOpen && j.appended.Offset > HeaderSize && int64(j.appended.Offset)+bound > j.opts.SegmentSize {
-		j.rollLocked()
+		j.rollLocked(j.epoch)
 		create = true
 	}
 	c := j.fill.chunkFor(j.appended, j.epoch, create)
@@ -356,14 +360,14 @@ func (j *Journal) Append(recs []Record) (end Position, err error) {
 	return j.appended, nil
 }
 
-// rollLocked seals the current segment and starts the next one in memory; the
-// leader creates the file before writing into it.
-func (j *Journal) rollLocked() {
+// rollLocked seals the current segment and starts the next one, whose header
+// carries epoch, in memory; the leader creates the file before writing into it.
+func (j *Journal) rollLocked(epoch uint64) {
 	cur := &j.segs[len(j.segs)-1]
 	cur.end, cur.endEpoch = int64(j.appended.Offset), j.appended.Epoch
 	next := j.appended.Segment + 1
-	j.segs = append(j.segs, segmentState{num: next, epoch: j.epoch, end: HeaderSize, endEpoch: j.epoch, modTime: j.opts.Now()})
-	j.appended = Position{Epoch: j.epoch, Segment: next, Offset: HeaderSize}
+	j.segs = append(j.segs, segmentState{num: next, epoch: epoch, end: HeaderSize, endEpoch: epoch, modTime: j.opts.Now()})
+	j.appended = Position{Epoch: epoch, Segment: next, Offset: HeaderSize}
 }
 
 // posBefore orders positions by place in the journal, ignoring epochs.
