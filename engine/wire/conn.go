@@ -55,11 +55,22 @@ const (
 	KindError    Kind = 5 // connection-level error, payload Error; the sender closes afterwards
 	KindPing     Kind = 6
 	KindPong     Kind = 7
+
+	KindStreamStart  Kind = 16 // replica → primary, payload StreamStart
+	KindStreamAccept Kind = 17 // primary → replica, payload StreamAccept
+	KindJournalBatch Kind = 18 // primary → replica, payload JournalBatch
+	KindAck          Kind = 19 // replica → primary, payload Ack
+	KindHeartbeat    Kind = 20 // both ways, payload Heartbeat
+	KindConfig       Kind = 21 // primary → replica: the mirror configuration (JSON bytes, opaque to wire)
+	KindHandoff      Kind = 22 // primary → backup: planned failover request, payload Handoff
+	KindHandoffDone  Kind = 23 // backup → primary, payload HandoffDone
 )
 
 var kindNames = map[Kind]string{
 	KindHello: "hello", KindWelcome: "welcome", KindRequest: "request", KindResponse: "response",
 	KindError: "error", KindPing: "ping", KindPong: "pong",
+	KindStreamStart: "stream start", KindStreamAccept: "stream accept", KindJournalBatch: "journal batch", KindAck: "ack",
+	KindHeartbeat: "heartbeat", KindConfig: "config", KindHandoff: "handoff", KindHandoffDone: "handoff done",
 }
 
 func (k Kind) String() string {
