@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,12 +21,19 @@ var (
 	ErrClosed = errors.New("client closed")
 	// ErrConnLost fails the requests in flight on a connection that broke; they may or may not have been applied.
 	ErrConnLost = errors.New("connection lost")
+	// ErrNoPrimary is returned when a call could not find a member to execute it before RetryTimeout or its context
+	// ended; the error also wraps the last refusal or failure.
+	ErrNoPrimary = errors.New("no primary found")
 )
 
 // Defaults for Options.
 const (
-	DefaultConns       = 2
-	DefaultDialTimeout = 5 * time.Second
+	DefaultConns        = 2
+	DefaultDialTimeout  = 5 * time.Second
+	DefaultRetryTimeout = 10 * time.Second
+	DefaultRetryBackoff = 10 * time.Millisecond
+	// MaxRetryBackoff caps the doubling of RetryBackoff (unless RetryBackoff itself is larger).
+	MaxRetryBackoff = 500 * time.Millisecond
 )
 
 // maxPooledBuffer keeps one large request from pinning its encoding buffer in the pool.
@@ -38,26 +46,35 @@ type Options struct {
 	TLS         *tls.Config   // nil: plain TCP
 	Name        string        // sent in Hello (default: the program's name)
 	MaxFrame    int           // largest response payload accepted (default wire.DefaultMaxFrame)
+
+	// Retry policy for finding the primary. Zero values mean defaults.
+	RetryTimeout time.Duration // total time one call may spend finding a primary and retrying (default 10s; the ctx deadline also bounds it)
+	RetryBackoff time.Duration // first backoff between rounds over the address list (default 10ms, doubling up to 500ms)
 }
 
-// Client is a pool of pipelined connections to one member's data port. It is safe for concurrent use.
+// Client is a pool of pipelined connections to the member of a mirror it believes is primary. It is safe for
+// concurrent use.
 type Client struct {
-	addr    string
 	opts    Options
-	welcome wire.Welcome
-	slots   []slot
-	next    atomic.Uint64
+	current atomic.Pointer[pool] // never nil once dialled
 	closed  atomic.Bool
+
+	mu        sync.Mutex
+	addrs     []string           // known member addresses, in the order they are tried
+	pools     map[*pool]struct{} // the current pool and retired ones still draining
+	switching *switchOp          // the re-discovery in progress, if any
 }
 
-// slot holds one pool connection, replaced when it breaks.
-type slot struct {
-	cur  atomic.Pointer[conn]
-	dial chan struct{} // one-token lock held while (re)dialling, so waiting honours ctx
-}
-
-// Dial connects and handshakes every pool connection.
-func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
+// DialMirror takes the data addresses of one or more members of a mirror and connects to the first that answers;
+// requests go to the member the Client currently believes is primary. When a request is refused with NotPrimary,
+// ShuttingDown or InTrouble, or the connection to the current member fails before the request was sent, the Client
+// follows the refusal's redirect if given (even to an address not in addrs), else tries the other known addresses in
+// turn with backoff, and re-sends: across a planned failover the application sees a pause, not an error. A request
+// whose connection broke after it was sent has an unknown outcome and is re-sent only if it is idempotent (reads, Set,
+// Kill); one containing Incr or CAS returns the error, wrapping ErrConnLost.
+//
+// Dialling makes one pass over addrs: if no member answers, the error names each address and why it failed.
+func DialMirror(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 	if opts.Conns <= 0 {
 		opts.Conns = DefaultConns
 	}
@@ -68,282 +85,174 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 		opts.MaxFrame = wire.DefaultMaxFrame
 	}
 	if opts.Name == "" {
-		opts.Name = filepath.Base(os.Args[0])
+		opts.Name = programName()
 	}
-	c := &Client{addr: addr, opts: opts, slots: make([]slot, opts.Conns)}
-	for i := range c.slots {
-		c.slots[i].dial = make(chan struct{}, 1)
-		s, err := c.dialConn(ctx)
-		if err != nil {
-			c.Close()
-			return nil, err
+	if opts.RetryTimeout <= 0 {
+		opts.RetryTimeout = DefaultRetryTimeout
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = DefaultRetryBackoff
+	}
+	c := &Client{opts: opts, pools: map[*pool]struct{}{}}
+	for _, a := range addrs {
+		if a = strings.TrimSpace(a); a != "" && !slices.Contains(c.addrs, a) {
+			c.addrs = append(c.addrs, a)
 		}
-		c.slots[i].cur.Store(s)
 	}
-	c.welcome = c.slots[0].cur.Load().welcome
-	return c, nil
+	if len(c.addrs) == 0 {
+		return nil, errors.New("dial mirror: no member address given")
+	}
+	var errs joinedError
+	for _, a := range c.addrs {
+		p, err := c.dialPool(ctx, a)
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		c.pools[p] = struct{}{}
+		c.current.Store(p)
+		return c, nil
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, fmt.Errorf("dial mirror %s: no member answered: %w", strings.Join(c.addrs, ", "), errs)
 }
 
-// Welcome is what the server answered the first connection's handshake.
-func (c *Client) Welcome() wire.Welcome { return c.welcome }
+// programName is sent in Hello when Options.Name is empty.
+func programName() string { return filepath.Base(os.Args[0]) }
 
-// Addr is the data address the Client talks to.
-func (c *Client) Addr() string { return c.addr }
+// Dial connects to one member: it is DialMirror with a single address, so redirects are followed from it too.
+func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
+	return DialMirror(ctx, []string{addr}, opts)
+}
+
+// Welcome is what the current member answered the handshake.
+func (c *Client) Welcome() wire.Welcome { return c.current.Load().welcome }
+
+// Current is the data address requests go to now.
+func (c *Client) Current() string { return c.current.Load().addr }
+
+// Addr is the data address the Client talks to now; it is the same as Current.
+func (c *Client) Addr() string { return c.Current() }
 
 // Close fails every request in flight with ErrClosed and closes the connections.
 func (c *Client) Close() error {
 	c.closed.Store(true)
-	for i := range c.slots {
-		if s := c.slots[i].cur.Load(); s != nil {
-			s.close()
-		}
+	c.mu.Lock()
+	pools := make([]*pool, 0, len(c.pools))
+	for p := range c.pools {
+		pools = append(pools, p)
+	}
+	c.mu.Unlock()
+	for _, p := range pools {
+		p.close()
 	}
 	return nil
 }
 
-// Do sends req as one transaction and waits for its response. A refusal by the server is returned as its *wire.Error
-// (match it with errors.Is(err, wire.ErrNoSuchDatabase) and the like). If ctx ends first the request is abandoned: it
-// may still be applied, and its late response is dropped.
+// Do sends req as one transaction and waits for its response, moving to another member of the mirror when the current
+// one refuses it (see DialMirror). A refusal by the server is returned as its *wire.Error (match it with
+// errors.Is(err, wire.ErrNoSuchDatabase) and the like). If ctx ends first the request is abandoned: it may still be
+// applied, and its late response is dropped.
 func (c *Client) Do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	if len(req.Ops) > wire.MaxOps {
 		return nil, fmt.Errorf("request on %s: %d ops, limit %d: %w", req.DB, len(req.Ops), wire.MaxOps, wire.ErrTooLarge)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("request to %s: %w", c.addr, err)
-	}
-	s, err := c.conn(ctx)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("request to %s: %w", c.Current(), err)
 	}
 	bufp := bufferPool.Get().(*[]byte)
 	payload := wire.EncodeRequest((*bufp)[:0], req)
-	var reply []byte
-	if len(payload) > s.maxWrite {
-		err = fmt.Errorf("request on %s: %d bytes, %s accepts at most %d: %w", req.DB, len(payload), c.addr, s.maxWrite, wire.ErrTooLarge)
-	} else {
-		reply, err = s.roundTrip(ctx, payload)
-	}
+	resp, err := c.send(ctx, req, payload)
 	if cap(payload) <= maxPooledBuffer {
 		*bufp = payload
 		bufferPool.Put(bufp)
 	}
-	if err != nil {
-		return nil, err
-	}
-	resp, err := wire.DecodeResponse(reply)
-	if err != nil {
-		return nil, fmt.Errorf("response from %s: %w", c.addr, err)
-	}
-	if resp.Err != nil {
-		return nil, resp.Err
-	}
-	if len(resp.Results) != len(req.Ops) {
-		return nil, fmt.Errorf("response from %s: %w: %d results for %d ops", c.addr, wire.ErrMalformed, len(resp.Results), len(req.Ops))
-	}
-	return &resp, nil
+	return resp, err
 }
 
 var bufferPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// conn picks the next pool connection, redialling it if it broke.
-func (c *Client) conn(ctx context.Context) (*conn, error) {
-	sl := &c.slots[c.next.Add(1)%uint64(len(c.slots))]
-	if s := sl.cur.Load(); s != nil && !s.broken.Load() {
-		return s, nil
-	}
-	select {
-	case sl.dial <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-sl.dial }()
-	if s := sl.cur.Load(); s != nil && !s.broken.Load() {
-		return s, nil
-	}
-	if c.closed.Load() {
-		return nil, ErrClosed
-	}
-	s, err := c.dialConn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sl.cur.Store(s)
-	// Close stores closed before closing the slots: either it saw s, or s is closed here.
-	if c.closed.Load() {
-		s.close()
-		return nil, ErrClosed
-	}
-	return s, nil
-}
-
-func (c *Client) dialConn(ctx context.Context) (*conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
-	defer cancel()
-	nc, err := wire.Dial(ctx, c.addr, c.opts.TLS)
-	if err != nil {
-		return nil, err
-	}
-	wc := wire.NewConn(nc, c.opts.MaxFrame)
-	hello := wire.Hello{
-		Protocol:    wire.ProtocolVersion,
-		MinProtocol: wire.MinProtocolVersion,
-		Software:    software(),
-		Purpose:     wire.PurposeClient,
-		Name:        c.opts.Name,
-	}
-	w, err := wire.ClientHandshake(ctx, wc, hello)
-	if err != nil {
-		wc.Close()
-		return nil, err
-	}
-	s := &conn{
-		addr:     c.addr,
-		wc:       wc,
-		welcome:  w,
-		maxWrite: int(w.MaxFrame),
-		pending:  make(map[uint64]*call),
-		done:     make(chan struct{}),
-	}
-	go s.readLoop()
-	return s, nil
-}
-
-// software is the version of this module as linked into the program, for the server's logs.
-var software = sync.OnceValue(func() string {
-	const module = "github.com/mirrorkit/mirrorkit"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
-	if bi.Main.Path == module {
-		return bi.Main.Version
-	}
-	for _, d := range bi.Deps {
-		if d.Path == module {
-			return d.Version
-		}
-	}
-	return ""
-})
-
-// conn is one pipelined connection: writers register a call under a fresh request id, one reader goroutine hands each
-// response to its call.
-type conn struct {
-	addr     string
-	wc       *wire.Conn
-	welcome  wire.Welcome
-	maxWrite int
-	broken   atomic.Bool
-	done     chan struct{} // closed when readLoop returns
-
-	mu      sync.Mutex
-	nextID  uint64
-	pending map[uint64]*call // nil once failed
-	err     error            // why the connection failed
-}
-
-type call struct {
-	reply chan reply // buffered: the reader never blocks on a caller
-}
-
-type reply struct {
-	payload []byte
-	err     error
-}
-
-var callPool = sync.Pool{New: func() any { return &call{reply: make(chan reply, 1)} }}
-
-func (s *conn) roundTrip(ctx context.Context, payload []byte) ([]byte, error) {
-	cl := callPool.Get().(*call)
-	s.mu.Lock()
-	if s.pending == nil {
-		err := s.err
-		s.mu.Unlock()
-		callPool.Put(cl)
-		return nil, err
-	}
-	s.nextID++
-	id := s.nextID
-	s.pending[id] = cl
-	s.mu.Unlock()
-	if err := s.wc.WriteFrame(wire.Frame{Kind: wire.KindRequest, ReqID: id, Payload: payload}); err != nil {
-		// fail delivers the error to every pending call, this one included.
-		s.fail(fmt.Errorf("connection to %s: %w: %w", s.addr, ErrConnLost, err))
-	}
-	select {
-	case r := <-cl.reply:
-		callPool.Put(cl)
-		return r.payload, r.err
-	case <-ctx.Done():
-		s.mu.Lock()
-		_, waiting := s.pending[id]
-		delete(s.pending, id)
-		s.mu.Unlock()
-		if waiting {
-			callPool.Put(cl) // nobody will send on it
-		} // otherwise a reply is on its way into cl, which is left to the garbage collector
-		return nil, fmt.Errorf("request to %s: %w", s.addr, ctx.Err())
-	}
-}
-
-func (s *conn) readLoop() {
-	defer close(s.done)
+// send tries the current member, and on a failure that allows it, finds another and tries again.
+func (c *Client) send(ctx context.Context, req *wire.Request, payload []byte) (*wire.Response, error) {
+	var r *retrier
 	for {
-		f, err := s.wc.ReadFrame()
+		p, err := c.acquire()
 		if err != nil {
-			s.fail(fmt.Errorf("connection to %s: %w: %w", s.addr, ErrConnLost, err))
-			return
+			return nil, err
 		}
-		switch f.Kind {
-		case wire.KindResponse:
-			s.mu.Lock()
-			cl := s.pending[f.ReqID]
-			delete(s.pending, f.ReqID)
-			s.mu.Unlock()
-			if cl != nil { // nil: the caller gave up, and the late response is dropped
-				cl.reply <- reply{payload: f.Payload}
-			}
-		case wire.KindPing:
-			if err := s.wc.WriteFrame(wire.Frame{Kind: wire.KindPong, ReqID: f.ReqID}); err != nil {
-				s.fail(fmt.Errorf("connection to %s: %w: %w", s.addr, ErrConnLost, err))
-				return
-			}
-		case wire.KindPong:
-		case wire.KindError:
-			e, err := wire.DecodeError(f.Payload)
-			if err != nil {
-				s.fail(fmt.Errorf("connection to %s: %w: error frame: %w", s.addr, ErrConnLost, err))
-			} else {
-				s.fail(fmt.Errorf("connection to %s: %w: closed by the server: %w", s.addr, ErrConnLost, e))
-			}
-			return
-		default:
-			s.fail(fmt.Errorf("connection to %s: %w: %w: unexpected %s frame", s.addr, ErrConnLost, wire.ErrMalformed, f.Kind))
-			return
+		resp, out, err := c.attempt(ctx, p, req, payload)
+		p.release()
+		switch {
+		case out == outcomeDone && (err == nil || r == nil || ctx.Err() == nil):
+			return resp, err
+		case out == outcomeDone:
+			// ctx ended while retrying: say where the call looked for a primary.
+			return nil, r.fail()
+		case out == outcomeLost && !idempotent(req):
+			return nil, err
+		}
+		if r == nil {
+			r = c.newRetrier(ctx, req.DB)
+			defer r.cancel()
+		}
+		if err := r.next(p, out, err); err != nil {
+			return nil, err
 		}
 	}
 }
 
-// fail breaks the connection once: every pending call gets err, later calls get it too, and the pool redials.
-func (s *conn) fail(err error) {
-	s.mu.Lock()
-	pending := s.pending
-	if pending != nil {
-		s.err = err
-		s.pending = nil
-		s.broken.Store(true)
-	}
-	s.mu.Unlock()
-	for _, cl := range pending {
-		cl.reply <- reply{err: err}
-	}
-	if pending != nil {
-		s.wc.Close()
+// acquire returns the current pool with a reference taken for one call.
+func (c *Client) acquire() (*pool, error) {
+	for {
+		if c.closed.Load() {
+			return nil, ErrClosed
+		}
+		// A pool that fails to be acquired was retired and drained after it was loaded: its successor is current.
+		if p := c.current.Load(); p.acquire() {
+			return p, nil
+		}
 	}
 }
 
-// close fails the calls in flight with ErrClosed and waits for the reader to finish.
-func (s *conn) close() {
-	s.fail(fmt.Errorf("connection to %s: %w", s.addr, ErrClosed))
-	<-s.done
+// attempt sends payload once to p's member and classifies the outcome.
+func (c *Client) attempt(ctx context.Context, p *pool, req *wire.Request, payload []byte) (*wire.Response, outcome, error) {
+	s, err := p.conn(ctx)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			return nil, outcomeDone, err
+		}
+		return nil, outcomeUnreachable, err
+	}
+	if len(payload) > s.maxWrite {
+		return nil, outcomeDone, fmt.Errorf("request on %s: %d bytes, %s accepts at most %d: %w", req.DB, len(payload), p.addr, s.maxWrite, wire.ErrTooLarge)
+	}
+	reply, sent, err := s.roundTrip(ctx, payload)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil || errors.Is(err, ErrClosed):
+		return nil, outcomeDone, err
+	case !sent:
+		return nil, outcomeNotSent, err
+	default:
+		return nil, outcomeLost, err
+	}
+	resp, err := wire.DecodeResponse(reply)
+	if err != nil {
+		return nil, outcomeDone, fmt.Errorf("response from %s: %w", p.addr, err)
+	}
+	if resp.Err != nil {
+		if refusal(resp.Err) {
+			return nil, outcomeRefused, resp.Err
+		}
+		return nil, outcomeDone, resp.Err
+	}
+	if len(resp.Results) != len(req.Ops) {
+		return nil, outcomeDone, fmt.Errorf("response from %s: %w: %d results for %d ops", p.addr, wire.ErrMalformed, len(resp.Results), len(req.Ops))
+	}
+	return &resp, outcomeDone, nil
 }

@@ -118,6 +118,7 @@ func TestCanceledContextSendsNothing(t *testing.T) {
 	}
 }
 
+// TestServerClosingFailsInFlightAndRedials uses Incr, which is not idempotent: its outcome is unknown, so it is not retried.
 func TestServerClosingFailsInFlightAndRedials(t *testing.T) {
 	ts := startServer(t)
 	c := dial(t, ts, Options{Conns: 1})
@@ -125,7 +126,7 @@ func TestServerClosingFailsInFlightAndRedials(t *testing.T) {
 	errs := make(chan error, inflight)
 	for range inflight {
 		go func() {
-			_, _, err := c.Get(testContext(t), dbSlow, `^X(1)`)
+			_, err := c.Incr(testContext(t), dbSlow, `^X(1)`, "1")
 			errs <- err
 		}()
 	}
@@ -145,16 +146,17 @@ func TestServerClosingFailsInFlightAndRedials(t *testing.T) {
 
 func TestTypedErrors(t *testing.T) {
 	ts := startServer(t)
-	c := dial(t, ts, Options{})
+	c := dial(t, ts, Options{RetryTimeout: 50 * time.Millisecond})
 	ctx := testContext(t)
 	_, _, err := c.Get(ctx, dbMissing, `^X(1)`)
 	if !errors.Is(err, wire.ErrNoSuchDatabase) || !strings.Contains(err.Error(), dbMissing) {
 		t.Fatalf("got %v, want ErrNoSuchDatabase naming %s", err, dbMissing)
 	}
+	// The redirect points nowhere, so the client gives up after RetryTimeout with the refusal.
 	err = c.Set(ctx, dbReplica, `^X(1)`, []byte("v"))
 	var we *wire.Error
-	if !errors.Is(err, wire.ErrNotPrimary) || !errors.As(err, &we) || we.Redirect != "127.0.0.1:2" {
-		t.Fatalf("got %v, want ErrNotPrimary with a redirect", err)
+	if !errors.Is(err, ErrNoPrimary) || !errors.Is(err, wire.ErrNotPrimary) || !errors.As(err, &we) || we.Redirect != "127.0.0.1:2" {
+		t.Fatalf("got %v, want ErrNoPrimary wrapping ErrNotPrimary with a redirect", err)
 	}
 	if _, err := c.Incr(ctx, "app", `^N`, "abc"); !errors.Is(err, wire.ErrNotANumber) {
 		t.Fatalf("got %v, want ErrNotANumber", err)

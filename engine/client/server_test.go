@@ -26,10 +26,18 @@ const (
 // testServer is a small in-memory data port: real TCP, the real handshake and framing, one goroutine per request
 // (as a member runs them), and a map of encoded keys.
 type testServer struct {
-	ln       net.Listener
-	requests atomic.Int64  // requests received
-	slow     chan struct{} // receives one token per request on dbSlow
-	release  chan struct{} // closed to answer the requests on dbSlow
+	ln           net.Listener
+	requests     atomic.Int64  // requests received
+	executed     atomic.Int64  // requests executed (not refused)
+	accepted     atomic.Int64  // connections that completed the handshake
+	disconnected chan struct{} // one token per handshaken connection that ended
+	slow         chan struct{} // receives one token per request on dbSlow
+	release      chan struct{} // closed to answer the requests on dbSlow
+
+	// role is held shared while a request is checked and executed; a test holds it exclusively to hold new requests
+	// while it changes refusal, as a primary handing over its role does.
+	role    sync.RWMutex
+	refusal *wire.Error // when set, requests (except on dbSlow) are refused with it
 
 	mu    sync.Mutex
 	data  map[string][]byte
@@ -44,11 +52,12 @@ func startServer(tb testing.TB) *testServer {
 		tb.Fatalf("listen: %v", err)
 	}
 	ts := &testServer{
-		ln:      ln,
-		slow:    make(chan struct{}, 1024),
-		release: make(chan struct{}),
-		data:    map[string][]byte{},
-		conns:   map[*wire.Conn]struct{}{},
+		ln:           ln,
+		disconnected: make(chan struct{}, 1024),
+		slow:         make(chan struct{}, 1024),
+		release:      make(chan struct{}),
+		data:         map[string][]byte{},
+		conns:        map[*wire.Conn]struct{}{},
 	}
 	ts.wg.Go(ts.accept)
 	tb.Cleanup(ts.close)
@@ -106,6 +115,8 @@ func (ts *testServer) serve(c *wire.Conn) {
 	if err != nil {
 		return
 	}
+	ts.accepted.Add(1)
+	defer func() { ts.disconnected <- struct{}{} }()
 	ts.mu.Lock()
 	ts.conns[c] = struct{}{}
 	ts.mu.Unlock()
@@ -143,6 +154,13 @@ func (ts *testServer) handle(payload []byte) *wire.Response {
 		ts.slow <- struct{}{}
 		<-ts.release
 	}
+	ts.role.RLock()
+	defer ts.role.RUnlock()
+	// Requests on dbSlow stand for ones admitted before the refusal began: they are executed.
+	if ts.refusal != nil && req.DB != dbSlow {
+		return &wire.Response{Err: ts.refusal}
+	}
+	ts.executed.Add(1)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	t := memTxn{data: ts.data}
@@ -289,6 +307,38 @@ func (t *memTxn) order(op *wire.Op) (wire.Result, error) {
 	}
 	key, err := globals.Encode(*best)
 	return wire.Result{Key: key}, err
+}
+
+// refuse makes the server refuse every later request with e (nil: serve them).
+func (ts *testServer) refuse(e *wire.Error) {
+	ts.role.Lock()
+	defer ts.role.Unlock()
+	ts.refusal = e
+}
+
+// value reads ref from the server's data.
+func (ts *testServer) value(tb testing.TB, ref string) ([]byte, bool) {
+	tb.Helper()
+	key, err := encodeRef(ref)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	v, ok := ts.data[string(key)]
+	return v, ok
+}
+
+// waitDisconnected waits until n handshaken connections have ended.
+func (ts *testServer) waitDisconnected(tb testing.TB, n int) {
+	tb.Helper()
+	for range n {
+		select {
+		case <-ts.disconnected:
+		case <-time.After(10 * time.Second):
+			tb.Fatal("connections to the test server were never closed")
+		}
+	}
 }
 
 // waitSlow waits until n requests on dbSlow have reached the server.
