@@ -203,12 +203,15 @@ segment_size = 2097152
 level = "debug"
 `), 0o644)
 	m := memberproc.Start(t, memberproc.Config{Name: "cfg", ConfigFile: cfg, Addr: data, AdminAddr: admin})
-	var st struct {
-		Member    string `json:"member"`
-		AdminAddr string `json:"admin_addr"`
+	var view struct {
+		Member struct {
+			Member    string `json:"member"`
+			AdminAddr string `json:"admin_addr"`
+		} `json:"member"`
 	}
-	if err := json.Unmarshal([]byte(mustCLI(t, "status", "--json", "--member", data)), &st); err != nil || st.Member != "cfg" || st.AdminAddr != admin {
-		t.Fatalf("status of a member started from a config file: %+v %v", st, err)
+	err := json.Unmarshal([]byte(mustCLI(t, "status", "--json", "--member", data)), &view)
+	if st := view.Member; err != nil || st.Member != "cfg" || st.AdminAddr != admin {
+		t.Fatalf("status of a member started from a config file: %+v %v", view, err)
 	}
 	if err := m.Terminate(); err != nil {
 		t.Fatal(err)

@@ -23,7 +23,8 @@ type dbCmd struct {
 
 type dbCreateCmd struct {
 	remote
-	Name string `arg:"" help:"Database name."`
+	Name   string `arg:"" help:"Database name."`
+	Mirror string `help:"Create it as a mirrored database of this mirror (on the primary first, then on the other members)."`
 }
 
 func (c *dbCreateCmd) Run() error {
@@ -33,7 +34,7 @@ func (c *dbCreateCmd) Run() error {
 	ctx, cancel := c.context()
 	defer cancel()
 	var info store.Info
-	if err := c.admin(ctx, http.MethodPost, "/api/v1/databases", server.CreateDatabaseRequest{Name: c.Name}, &info); err != nil {
+	if err := c.admin(ctx, http.MethodPost, "/api/v1/databases", server.CreateDatabaseRequest{Name: c.Name, Mirror: c.Mirror}, &info); err != nil {
 		return err
 	}
 	return printInfo(c.JSON, info, "created")

@@ -31,6 +31,7 @@ type cli struct {
 	DB      dbCmd      `cmd:"" name:"db" help:"Manage databases on a member."`
 	KV      kvCmd      `cmd:"" name:"kv" help:"Read and write data on a member."`
 	Journal journalCmd `cmd:"" help:"Inspect journal files offline."`
+	Mirror  mirrorCmd  `cmd:"" help:"Create, join and operate mirrors."`
 }
 
 func main() {

@@ -31,7 +31,8 @@ type runCmd struct {
 	MaxFrame     int           `help:"Largest protocol frame in bytes (config: max_frame)."`
 	LogLevel     string        `help:"debug, info, warn or error (config: log.level)."`
 	LogFormat    string        `help:"json, console or auto (config: log.format)."`
-	ShutdownWait time.Duration `default:"30s" help:"How long SIGTERM waits for in-flight requests."`
+	Peer         map[string]string `help:"Reach member NAME at ADDR (NAME=ADDR, repeatable; config: [peers])."`
+	ShutdownWait time.Duration     `default:"30s" help:"How long SIGTERM waits for in-flight requests."`
 }
 
 // loadConfig reads the TOML file (if any), then applies every flag that was given.
@@ -48,6 +49,12 @@ func (r *runCmd) loadConfig() (server.Config, error) {
 		if undecoded := md.Undecoded(); len(undecoded) > 0 {
 			return cfg, usage("config file %s: unknown key %q", r.Config, undecoded[0].String())
 		}
+	}
+	for name, addr := range r.Peer {
+		if cfg.Peers == nil {
+			cfg.Peers = map[string]string{}
+		}
+		cfg.Peers[name] = addr
 	}
 	setString(&cfg.Name, r.Name)
 	setString(&cfg.DataDir, r.DataDir)

@@ -5,30 +5,114 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
 
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/server"
 	"github.com/mirrorkit/mirrorkit/engine/version"
 )
 
-type statusCmd struct{ remote }
+type statusCmd struct {
+	remote
+	DBs   bool          `name:"dbs" help:"Also list each mirrored database with its status and next record to dejournal."`
+	Watch time.Duration `help:"Refresh every interval until interrupted (e.g. 2s)."`
+}
+
+// memberView is what `member status --json` prints: the member and the Mirror Monitor of each of its mirrors.
+type memberView struct {
+	Member  server.Status   `json:"member"`
+	Mirrors []mirror.Status `json:"mirrors"`
+}
 
 func (c *statusCmd) Run() error {
+	for {
+		if err := c.once(); err != nil {
+			return err
+		}
+		if c.Watch <= 0 {
+			return nil
+		}
+		time.Sleep(c.Watch)
+		if !c.JSON {
+			fmt.Print("\033[H\033[2J")
+		}
+	}
+}
+
+func (c *statusCmd) once() error {
 	ctx, cancel := c.context()
 	defer cancel()
-	var st server.Status
-	if err := c.admin(ctx, http.MethodGet, "/api/v1/status", nil, &st); err != nil {
+	var v memberView
+	if err := c.admin(ctx, http.MethodGet, "/api/v1/status", nil, &v.Member); err != nil {
+		return err
+	}
+	if err := c.admin(ctx, http.MethodGet, "/api/v1/mirror/status", nil, &v.Mirrors); err != nil {
 		return err
 	}
 	if c.JSON {
-		return printJSON(st)
+		return printJSON(v)
 	}
+	st := v.Member
 	fmt.Printf("member %s (version %s), data %s, admin %s, up %s\n", st.Member, st.Version.Software, st.DataAddr, st.AdminAddr, st.Uptime)
-	fmt.Printf("journal: epoch %d, %d segments, from %s to %s, %d records, %d syncs\n",
-		st.Journal.Epoch, st.Journal.Segments, st.Journal.First, st.Journal.Durable, st.Journal.Records, st.Journal.Syncs)
-	for _, d := range st.Databases {
-		fmt.Printf("database %s: %s, applied %s, %d bytes\n", d.Name, mountState(d.Mounted), d.Applied, d.Bytes)
+	if len(v.Mirrors) == 0 {
+		fmt.Printf("journal: epoch %d, %d segments, from %s to %s, %d records, %d syncs\n",
+			st.Journal.Epoch, st.Journal.Segments, st.Journal.First, st.Journal.Durable, st.Journal.Records, st.Journal.Syncs)
+		for _, d := range st.Databases {
+			fmt.Printf("database %s: %s, applied %s, %d bytes\n", d.Name, mountState(d.Mounted), d.Applied, d.Bytes)
+		}
+		return nil
+	}
+	for _, m := range v.Mirrors {
+		printMonitor(m, c.DBs)
 	}
 	return nil
+}
+
+func printMonitor(m mirror.Status, dbs bool) {
+	fmt.Printf("\nmirror %s: epoch %d, primary %s (%s), QoS %s\n", m.Mirror, m.Epoch, m.Primary, m.PrimaryAddr, m.QoS)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tTYPE\tSTATUS\tJOURNAL TRANSFER\tDEJOURNALING")
+	for _, r := range m.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Type, r.Status, dash(r.JournalTransfer), dash(r.Dejournaling))
+	}
+	tw.Flush()
+	fmt.Printf("arbiter: %s; failover mode: %s", m.Arbiter, m.FailoverMode)
+	if m.NoFailover {
+		fmt.Print("; no-failover set")
+	}
+	fmt.Println()
+	if m.WireBytes > 0 {
+		fmt.Printf("journal data: %s on the wire, %s uncompressed (ratio %.2f)\n", bytesText(m.WireBytes), bytesText(m.JournalBytes), m.Ratio)
+	}
+	if dbs {
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "DATABASE (on %s)\tSTATUS\tNEXT RECORD\n", m.Member)
+		for _, d := range m.Databases {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.Status, d.NextRecord)
+		}
+		tw.Flush()
+	}
+}
+
+func dash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func bytesText(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 type versionCmd struct {

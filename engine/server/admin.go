@@ -46,7 +46,8 @@ type ErrorBody struct {
 
 // CreateDatabaseRequest is the body of POST /api/v1/databases.
 type CreateDatabaseRequest struct {
-	Name string `json:"name"`
+	Name   string `json:"name"`
+	Mirror string `json:"mirror,omitempty"`
 }
 
 func (s *Server) adminHandler() http.Handler {
@@ -63,7 +64,11 @@ func (s *Server) adminHandler() http.Handler {
 			writeError(w, fmt.Errorf("request body: %v: %w", err, wire.ErrBadRequest))
 			return
 		}
-		info, err := s.store.Create(req.Name)
+		create := s.store.Create
+		if req.Mirror != "" {
+			create = func(name string) (store.Info, error) { return s.mirrors.CreateDatabase(name, req.Mirror) }
+		}
+		info, err := create(req.Name)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -85,12 +90,7 @@ func (s *Server) adminHandler() http.Handler {
 		})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /mirror/health", func(w http.ResponseWriter, r *http.Request) {
-		// Without mirroring this member is never a mirror primary (nor backup): load balancers must not send clients here.
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, "FAILED\n")
-	})
+	s.mirrorRoutes(mux)
 	return mux
 }
 

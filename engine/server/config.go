@@ -22,6 +22,8 @@ type Config struct {
 	MaxValueSize int           `toml:"max_value_size"`
 	MaxFrame     int           `toml:"max_frame"`
 	Journal      JournalConfig `toml:"journal"`
+	// Peers overrides how this member reaches other members' data ports: member name → host:port.
+	Peers map[string]string `toml:"peers"`
 	Log          LogConfig     `toml:"log"`
 }
 

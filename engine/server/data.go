@@ -64,6 +64,12 @@ func (s *Server) serveConn(nc net.Conn) {
 		s.metrics.connections.Dec()
 	}()
 
+	if hello.Purpose == wire.PurposeStream {
+		if err := s.mirrors.ServeStream(c); err != nil {
+			log.Warn().Err(err).Msg("journal stream refused")
+		}
+		return
+	}
 	slots := make(chan struct{}, maxInflightPerConn)
 	for {
 		f, err := c.ReadFrame()
@@ -121,7 +127,7 @@ func (s *Server) beginRequest() bool {
 }
 
 func (s *Server) welcome(h wire.Hello) (wire.Welcome, error) {
-	if h.Purpose != wire.PurposeClient && h.Purpose != wire.PurposeAdmin {
+	if h.Purpose != wire.PurposeClient && h.Purpose != wire.PurposeAdmin && h.Purpose != wire.PurposeStream {
 		return wire.Welcome{}, &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("member %s does not serve %s connections yet", s.cfg.Name, h.Purpose)}
 	}
 	return wire.Welcome{Software: version.Software, Member: s.cfg.Name, AdminAddr: s.AdminAddr(), MaxFrame: uint32(s.cfg.MaxFrame)}, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
@@ -25,6 +26,7 @@ type Server struct {
 	metrics *metrics
 	jrn     *journal.Journal
 	store   *store.Store
+	mirrors *mirror.Manager
 	started time.Time
 
 	dataLn    net.Listener
@@ -51,32 +53,51 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), conns: map[*wire.Conn]struct{}{}, stop: make(chan struct{}), started: time.Now()}
-	jrn, err := journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{
-		SegmentSize: cfg.Journal.SegmentSize,
-		Logger:      log.With().Str("component", "journal").Logger(),
-		OnSync:      s.metrics.onSync,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open journal: %w", err)
-	}
-	s.jrn = jrn
-	st, err := store.Open(store.Options{Dir: cfg.DataDir, Journal: jrn, Logger: log, MaxValueSize: cfg.MaxValueSize})
-	if err != nil {
-		jrn.Close()
-		return nil, err
-	}
-	s.store = st
+	// Ports are bound first: the mirrors need the addresses other members reach this one at.
+	var err error
 	if s.dataLn, err = wire.Listen(cfg.Listen, nil); err != nil {
-		s.closeStorage()
 		return nil, fmt.Errorf("data port: %w", err)
 	}
 	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 		s.dataLn.Close()
-		s.closeStorage()
 		return nil, fmt.Errorf("admin port %s: %w", cfg.AdminListen, err)
+	}
+	if err := s.openStorage(); err != nil {
+		s.dataLn.Close()
+		s.adminLn.Close()
+		return nil, err
 	}
 	s.adminHTTP = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
+}
+
+// openStorage opens the local journal, the mirror journals, then the databases, and brings the mirrors up.
+func (s *Server) openStorage() error {
+	jrn, err := journal.Open(filepath.Join(s.cfg.DataDir, "journal"), journal.Options{
+		SegmentSize: s.cfg.Journal.SegmentSize,
+		Logger:      s.log.With().Str("component", "journal").Logger(),
+		OnSync:      s.metrics.onSync,
+	})
+	if err != nil {
+		return fmt.Errorf("open journal: %w", err)
+	}
+	s.jrn = jrn
+	mgr, err := mirror.Load(mirror.Options{DataDir: s.cfg.DataDir, Self: s.cfg.Name, Addr: s.DataAddr(), AdminAddr: s.AdminAddr(),
+		Peers: s.cfg.Peers, SegmentSize: s.cfg.Journal.SegmentSize, Logger: s.log})
+	if err != nil {
+		jrn.Close()
+		return err
+	}
+	s.mirrors = mgr
+	st, err := store.Open(store.Options{Dir: s.cfg.DataDir, Journal: jrn, Mirrors: mgr.Attachments(), Logger: s.log, MaxValueSize: s.cfg.MaxValueSize})
+	if err != nil {
+		mgr.CloseJournals()
+		jrn.Close()
+		return err
+	}
+	s.store = st
+	mgr.Start(st)
+	return nil
 }
 
 // DataAddr is the bound data address.
@@ -147,6 +168,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	close(s.stop)
 	s.dataLn.Close()
+	// A primary with an Active backup hands over first (unless no-failover is set), so clients only pause.
+	s.mirrors.Stop(ctx, true)
 
 	done := make(chan struct{})
 	go func() {
@@ -179,6 +202,9 @@ func (s *Server) closeStorage() error {
 	var errs []error
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
+	}
+	if s.mirrors != nil {
+		errs = append(errs, s.mirrors.CloseJournals())
 	}
 	if s.jrn != nil {
 		errs = append(errs, s.jrn.Close())

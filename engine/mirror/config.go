@@ -1,0 +1,223 @@
+package mirror
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+	"github.com/mirrorkit/mirrorkit/internal/atomicfile"
+)
+
+// Limits of MIRRORING.md §1.
+const (
+	MaxMembers         = 16
+	MaxFailover        = 2
+	MaxMirrorName      = 15
+	MaxReportingMirror = 10
+	DefaultQoS         = 8 * time.Second
+	// DefaultAsyncHoldback is how long a disconnected async still holds back journal purges on the primary.
+	DefaultAsyncHoldback = 14 * 24 * time.Hour
+)
+
+// MemberType is a member's type in a mirror.
+type MemberType string
+
+// Member types.
+const (
+	Failover    MemberType = "failover"
+	DR          MemberType = "dr"
+	ReportingRO MemberType = "reporting-ro"
+	ReportingRW MemberType = "reporting-rw"
+)
+
+// ParseMemberType accepts the names used on the command line.
+func ParseMemberType(s string) (MemberType, error) {
+	switch t := MemberType(strings.ToLower(s)); t {
+	case Failover, DR, ReportingRO, ReportingRW:
+		return t, nil
+	}
+	return "", fmt.Errorf("member type %q: want failover, dr, reporting-ro or reporting-rw", s)
+}
+
+// IsAsync reports whether members of this type are asyncs.
+func (t MemberType) IsAsync() bool { return t != Failover }
+
+// IsReporting reports whether members of this type are reporting asyncs.
+func (t MemberType) IsReporting() bool { return t == ReportingRO || t == ReportingRW }
+
+// Label is the type as the Mirror Monitor shows it.
+func (t MemberType) Label() string {
+	switch t {
+	case Failover:
+		return "Failover"
+	case DR:
+		return "Disaster Recovery"
+	case ReportingRO:
+		return "Read-Only Reporting"
+	case ReportingRW:
+		return "Read-Write Reporting"
+	}
+	return string(t)
+}
+
+// MemberConfig is one member as the mirror knows it.
+type MemberConfig struct {
+	Name      string     `json:"name"`
+	Addr      string     `json:"addr"`       // data address other members dial
+	AdminAddr string     `json:"admin_addr"` // admin HTTP address
+	Type      MemberType `json:"type"`
+}
+
+// Config is a mirror's configuration. The primary owns it and pushes every change (Version+1) to the other members, which
+// persist it; a member that restarts rejoins with the role its persisted configuration gives it.
+type Config struct {
+	Name                string         `json:"name"`
+	Version             uint64         `json:"version"`
+	Epoch               uint64         `json:"epoch"`
+	Primary             string         `json:"primary"` // member name of the primary in Epoch
+	QoS                 Duration       `json:"qos"`
+	CompressionFailover string         `json:"compression_failover"` // none, lz4, zstd, or "" (system selected: lz4)
+	CompressionAsync    string         `json:"compression_async"`    // none, lz4, zstd, or "" (system selected: zstd)
+	RequireTLS          bool           `json:"require_tls"`
+	AsyncHoldback       Duration       `json:"async_holdback"`
+	Members             []MemberConfig `json:"members"`
+	Databases           []string       `json:"databases"`         // mirrored databases on the primary
+	Removed             []string       `json:"removed,omitempty"` // databases removed from the mirror on the primary
+}
+
+// Duration is a time.Duration that JSON and TOML write as text.
+type Duration struct{ time.Duration }
+
+// MarshalText prints the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses a duration such as "2s".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// CanonicalMirrorName validates a mirror name (1 to 15 letters or digits) and returns it upper-cased.
+func CanonicalMirrorName(name string) (string, error) {
+	if name == "" || len(name) > MaxMirrorName {
+		return "", fmt.Errorf("mirror name %q must be 1 to %d letters or digits: %w", name, MaxMirrorName, wire.ErrInvalidName)
+	}
+	for i, c := range name {
+		if !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+			return "", fmt.Errorf("mirror name %q: character %q at %d is not a letter or digit: %w", name, c, i+1, wire.ErrInvalidName)
+		}
+	}
+	return strings.ToUpper(name), nil
+}
+
+// Member returns the named member.
+func (c *Config) Member(name string) (MemberConfig, bool) {
+	for _, m := range c.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MemberConfig{}, false
+}
+
+// Validate checks the mirror rules of MIRRORING.md §1.
+func (c *Config) Validate() error {
+	if _, err := CanonicalMirrorName(c.Name); err != nil {
+		return err
+	}
+	if len(c.Members) > MaxMembers {
+		return fmt.Errorf("mirror %s: %d members, at most %d", c.Name, len(c.Members), MaxMembers)
+	}
+	failover := 0
+	seen := map[string]bool{}
+	for _, m := range c.Members {
+		if seen[m.Name] {
+			return fmt.Errorf("mirror %s: member %s listed twice", c.Name, m.Name)
+		}
+		seen[m.Name] = true
+		if m.Type == Failover {
+			failover++
+		}
+	}
+	if failover > MaxFailover {
+		return fmt.Errorf("mirror %s: %d failover members, at most %d", c.Name, failover, MaxFailover)
+	}
+	if p, ok := c.Member(c.Primary); !ok || p.Type != Failover {
+		return fmt.Errorf("mirror %s: primary %q is not a failover member", c.Name, c.Primary)
+	}
+	return nil
+}
+
+// backup returns the failover member that is not the primary, if any.
+func (c *Config) backup() (MemberConfig, bool) {
+	for _, m := range c.Members {
+		if m.Type == Failover && m.Name != c.Primary {
+			return m, true
+		}
+	}
+	return MemberConfig{}, false
+}
+
+// codecFor is the stream compression for a member of type t.
+func (c *Config) codecFor(t MemberType) (wire.Codec, error) {
+	name, def := c.CompressionFailover, wire.CodecLZ4
+	if t.IsAsync() {
+		name, def = c.CompressionAsync, wire.CodecZstd
+	}
+	if name == "" {
+		return def, nil
+	}
+	return wire.ParseCodec(name)
+}
+
+func (c Config) clone() Config {
+	c.Members = slices.Clone(c.Members)
+	c.Databases = slices.Clone(c.Databases)
+	c.Removed = slices.Clone(c.Removed)
+	return c
+}
+
+// localState is what one member persists about one mirror: the configuration it last saw and its own settings.
+type localState struct {
+	Config           Config   `json:"config"`
+	NoFailover       bool     `json:"no_failover"`
+	MirroringStopped bool     `json:"mirroring_stopped"`
+	DejournalPaused  bool     `json:"dejournal_paused"`
+	PausedDatabases  []string `json:"paused_databases,omitempty"`
+}
+
+const stateFile = "state.json"
+
+func loadState(dir string) (localState, error) {
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return localState{}, fmt.Errorf("mirror state in %s: %w", dir, err)
+	}
+	var st localState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return localState{}, fmt.Errorf("mirror state %s is malformed: %w", filepath.Join(dir, stateFile), err)
+	}
+	if err := st.Config.Validate(); err != nil {
+		return localState{}, fmt.Errorf("mirror state %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return st, nil
+}
+
+func saveState(dir string, st localState) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return atomicfile.WriteJSON(filepath.Join(dir, stateFile), st)
+}
+
+var errNoState = errors.New("no mirror state")

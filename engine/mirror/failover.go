@@ -1,0 +1,212 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+// ErrNoActiveBackup refuses a planned failover when there is no Active backup to hand over to.
+var ErrNoActiveBackup = errors.New("no Active backup")
+
+// Failover hands the primary role to the Active backup: new writes wait, in-flight commits finish (and are on the backup,
+// since it is Active), the backup confirms it has every record and becomes primary in the next epoch, then the waiting
+// writes are refused with the new primary's address and this member continues as backup.
+func (mir *Mirror) Failover(ctx context.Context) error {
+	started := time.Now()
+	mir.mu.Lock()
+	if mir.role != RolePrimary {
+		err := fmt.Errorf("member %s is not the primary of mirror %s (the primary is %s)", mir.mgr.opts.Self, mir.name, mir.st.Config.Primary)
+		mir.mu.Unlock()
+		return err
+	}
+	r := mir.backupLocked()
+	if r == nil || !r.active {
+		mir.mu.Unlock()
+		return fmt.Errorf("mirror %s: planned failover needs an Active backup: %w", mir.name, ErrNoActiveBackup)
+	}
+	if mir.blocked {
+		mir.mu.Unlock()
+		return fmt.Errorf("mirror %s: a failover is already in progress", mir.name)
+	}
+	qos := mir.st.Config.QoS.Duration
+	mir.blocked = true
+	mir.notifyLocked()
+	// In-flight commits finish (each waits for the backup's ack).
+	deadline := time.Now().Add(2 * qos)
+	for mir.inflight > 0 {
+		if !mir.waitLocked(ctx, time.Until(deadline)) && (ctx.Err() != nil || time.Now().After(deadline)) {
+			mir.unblockLocked()
+			mir.mu.Unlock()
+			return fmt.Errorf("mirror %s: %d commits still in flight after %s; failover abandoned", mir.name, mir.inflight, 2*qos)
+		}
+	}
+	mir.mu.Unlock()
+
+	end := mir.jrn.AppendedEnd()
+	if err := mir.jrn.WaitDurable(ctx, end); err != nil {
+		mir.abandon()
+		return err
+	}
+	ch := make(chan wire.HandoffDone, 1)
+	mir.mu.Lock()
+	for r.acked.Less(end) && !r.ended() {
+		if !mir.waitLocked(ctx, time.Until(deadline)) && (ctx.Err() != nil || time.Now().After(deadline)) {
+			break
+		}
+	}
+	if r.acked.Less(end) || r.ended() {
+		mir.unblockLocked()
+		mir.mu.Unlock()
+		return fmt.Errorf("mirror %s: backup %s has %s of %s; failover abandoned", mir.name, r.name, r.acked, end)
+	}
+	r.handoff = ch
+	epoch := mir.st.Config.Epoch
+	mir.mu.Unlock()
+
+	h := wire.Handoff{Epoch: epoch, End: toWire(end)}
+	if err := r.conn.WriteFrame(wire.Frame{Kind: wire.KindHandoff, Payload: wire.EncodeHandoff(nil, &h)}); err != nil {
+		mir.abandon()
+		return fmt.Errorf("mirror %s: handoff to %s: %w", mir.name, r.name, err)
+	}
+	var done wire.HandoffDone
+	select {
+	case done = <-ch:
+	case <-time.After(2 * qos):
+		// The backup may or may not have taken over: this member must not continue as primary on its own.
+		return mir.stepDown(0, r.name, fmt.Errorf("mirror %s: no answer from %s to the handoff within %s", mir.name, r.name, 2*qos))
+	case <-ctx.Done():
+		return mir.stepDown(0, r.name, ctx.Err())
+	}
+	if done.Err != "" {
+		mir.abandon()
+		return fmt.Errorf("mirror %s: backup %s refused the handoff: %s", mir.name, r.name, done.Err)
+	}
+	if err := mir.stepDown(done.NewEpoch, r.name, nil); err != nil {
+		return err
+	}
+	mir.log.Info().Str("new_primary", r.name).Uint64("epoch", done.NewEpoch).Dur("took", time.Since(started)).Msg("planned failover done; this member is now backup")
+	return nil
+}
+
+func (mir *Mirror) unblockLocked() {
+	mir.blocked = false
+	mir.notifyLocked()
+}
+
+func (mir *Mirror) abandon() {
+	mir.mu.Lock()
+	mir.unblockLocked()
+	mir.mu.Unlock()
+}
+
+// stepDown makes this member a backup of newPrimary (in newEpoch when known) and restarts it in that role. Writes that were
+// waiting are refused with the new primary's address.
+func (mir *Mirror) stepDown(newEpoch uint64, newPrimary string, cause error) error {
+	mir.mu.Lock()
+	cancel := mir.cancel
+	st := mir.st
+	st.Config = st.Config.clone()
+	st.Config.Primary = newPrimary
+	if newEpoch > st.Config.Epoch {
+		st.Config.Epoch = newEpoch
+	}
+	st.Config.Version++
+	err := mir.saveLocked(st)
+	mir.role = mir.roleFromConfig()
+	mir.blocked = false
+	for _, r := range mir.replicas {
+		r.close()
+	}
+	mir.notifyLocked()
+	mir.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	mir.wg.Wait()
+	mir.start()
+	if cause != nil {
+		return cause
+	}
+	return err
+}
+
+// takeOver runs on the backup when the primary asks it to become primary: it checks that it has every record up to the
+// primary's end, applies them, raises the epoch durably with an epoch-start record, and answers.
+func (mir *Mirror) takeOver(ctx context.Context, c *wire.Conn, h wire.Handoff) error {
+	end := fromWire(h.End)
+	answer := func(d wire.HandoffDone) error {
+		return c.WriteFrame(wire.Frame{Kind: wire.KindHandoffDone, Payload: wire.EncodeHandoffDone(nil, &d)})
+	}
+	mir.mu.Lock()
+	qos := mir.st.Config.QoS.Duration
+	dj := mir.dj
+	role := mir.role
+	mir.mu.Unlock()
+	if role != RoleBackup {
+		return answer(wire.HandoffDone{Err: fmt.Sprintf("member %s is not the backup of mirror %s", mir.mgr.opts.Self, mir.name)})
+	}
+	if got := mir.jrn.AppendedEnd(); got != end {
+		return answer(wire.HandoffDone{Err: fmt.Sprintf("member %s has the mirror journal up to %s, the primary up to %s", mir.mgr.opts.Self, got, end)})
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*qos)
+	defer cancel()
+	if err := mir.jrn.WaitDurable(wctx, end); err != nil {
+		return answer(wire.HandoffDone{Err: err.Error()})
+	}
+	if dj != nil {
+		if err := dj.WaitApplied(wctx, end); err != nil {
+			return answer(wire.HandoffDone{Err: fmt.Sprintf("dejournaling to %s: %v", end, err)})
+		}
+	}
+	newEpoch, err := mir.becomePrimary(h.Epoch)
+	if err != nil {
+		return answer(wire.HandoffDone{Err: err.Error()})
+	}
+	return answer(wire.HandoffDone{NewEpoch: newEpoch})
+}
+
+// becomePrimary raises the epoch past known, writes its epoch-start record, persists the configuration with this member as
+// primary and switches the role: dejournaling and the receiver stop, the databases become writable.
+func (mir *Mirror) becomePrimary(known uint64) (uint64, error) {
+	mir.mu.Lock()
+	newEpoch := max(known, mir.st.Config.Epoch) + 1
+	mir.mu.Unlock()
+	if err := mir.jrn.SetEpoch(newEpoch); err != nil {
+		return 0, err
+	}
+	if _, err := mir.jrn.Commit(context.Background(), []journal.Record{{Type: journal.RecordEpochStart, TxnEnd: true, Value: []byte(mir.mgr.opts.Self), HasValue: true}}); err != nil {
+		return 0, fmt.Errorf("epoch %d start record: %w", newEpoch, err)
+	}
+	mir.mu.Lock()
+	st := mir.st
+	st.Config = st.Config.clone()
+	st.Config.Epoch = newEpoch
+	st.Config.Primary = mir.mgr.opts.Self
+	st.Config.Version++
+	st.NoFailover = false // cleared when the member becomes primary (MIRRORING.md §7)
+	if err := mir.saveLocked(st); err != nil {
+		mir.mu.Unlock()
+		return 0, err
+	}
+	cancel := mir.cancel
+	mir.role = RolePrimary
+	mir.dj = nil
+	mir.recv.connected = false
+	mir.notifyLocked()
+	mir.mu.Unlock()
+	// The receiver goroutine is the caller; cancelling ends it once it returns, and the new role starts fresh.
+	go func() {
+		if cancel != nil {
+			cancel()
+		}
+		mir.wg.Wait()
+		mir.start()
+	}()
+	mir.log.Info().Uint64("epoch", newEpoch).Msg("this member is now primary")
+	return newEpoch, nil
+}

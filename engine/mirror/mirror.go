@@ -1,0 +1,307 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mirrorkit/mirrorkit/engine/dejournal"
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+// Role is what this member currently is in a mirror.
+type Role int
+
+// Roles.
+const (
+	RoleNone Role = iota
+	RolePrimary
+	RoleBackup
+	RoleAsync
+)
+
+func (r Role) String() string {
+	switch r {
+	case RolePrimary:
+		return "primary"
+	case RoleBackup:
+		return "backup"
+	case RoleAsync:
+		return "async"
+	}
+	return "none"
+}
+
+// Mirror is one mirror as seen from this member.
+type Mirror struct {
+	mgr  *Manager
+	name string
+	dir  string
+	jrn  *journal.Journal
+	log  zerolog.Logger
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced whenever state below changes; guarded by mu
+	st      localState
+	role    Role
+	// Primary side.
+	blocked  bool // a planned failover is handing over: new writes wait
+	inflight int  // writes between BeginWrite and their done
+	replicas map[string]*replica
+	// Backup and async side.
+	recv   receiverStatus
+	dj     *dejournal.Dejournaler
+	cancel context.CancelFunc // stops the current role's goroutines
+	wg     sync.WaitGroup
+}
+
+func (mir *Mirror) roleFromConfig() Role {
+	cfg := &mir.st.Config
+	if cfg.Primary == mir.mgr.opts.Self {
+		return RolePrimary
+	}
+	self, ok := cfg.Member(mir.mgr.opts.Self)
+	switch {
+	case !ok:
+		return RoleNone
+	case self.Type == Failover:
+		return RoleBackup
+	default:
+		return RoleAsync
+	}
+}
+
+// Name is the mirror's name.
+func (mir *Mirror) Name() string { return mir.name }
+
+// Role is this member's current role.
+func (mir *Mirror) Role() Role {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	return mir.role
+}
+
+func (mir *Mirror) state() localState {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	st := mir.st
+	st.Config = st.Config.clone()
+	return st
+}
+
+// Config is the mirror configuration as this member last saw it.
+func (mir *Mirror) Config() Config { return mir.state().Config }
+
+func (mir *Mirror) noFailover() bool {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	return mir.st.NoFailover
+}
+
+// notifyLocked wakes everything waiting on a change. Call with mu held.
+func (mir *Mirror) notifyLocked() {
+	close(mir.changed)
+	mir.changed = make(chan struct{})
+}
+
+// waitLocked waits for the next change, ctx, or d (d <= 0: no limit). Called and returns with mu held; false on timeout or ctx.
+func (mir *Mirror) waitLocked(ctx context.Context, d time.Duration) bool {
+	ch := mir.changed
+	mir.mu.Unlock()
+	defer mir.mu.Lock()
+	var timeout <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-timeout:
+		return false
+	}
+}
+
+// saveLocked persists st as this member's state of the mirror. Call with mu held.
+func (mir *Mirror) saveLocked(st localState) error {
+	if err := saveState(mir.dir, st); err != nil {
+		return fmt.Errorf("mirror %s: save state: %w", mir.name, err)
+	}
+	mir.st = st
+	mir.notifyLocked()
+	return nil
+}
+
+// update applies f to a copy of the state and persists it.
+func (mir *Mirror) update(f func(st *localState) error) error {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	st := mir.st
+	st.Config = st.Config.clone()
+	if err := f(&st); err != nil {
+		return err
+	}
+	return mir.saveLocked(st)
+}
+
+// attachment is the journal and write gate the store uses for this mirror's databases.
+func (mir *Mirror) attachment() store.Attachment {
+	return store.Attachment{Journal: mirrorJournal{mir}, Gate: mir}
+}
+
+// BeginWrite lets a write to a mirrored database proceed only on the primary; during a planned failover it waits until the
+// handover is decided, then proceeds or is refused with the new primary's address.
+func (mir *Mirror) BeginWrite(ctx context.Context, db string) (func(), error) {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	for {
+		if mir.role != RolePrimary {
+			return nil, mir.notPrimaryLocked(db)
+		}
+		if !mir.blocked {
+			mir.inflight++
+			return func() {
+				mir.mu.Lock()
+				mir.inflight--
+				mir.notifyLocked()
+				mir.mu.Unlock()
+			}, nil
+		}
+		if !mir.waitLocked(ctx, 0) {
+			return nil, fmt.Errorf("database %s: waiting for a planned failover of mirror %s: %w", db, mir.name, ctx.Err())
+		}
+	}
+}
+
+func (mir *Mirror) notPrimaryLocked(db string) error {
+	cfg := &mir.st.Config
+	primary, ok := cfg.Member(cfg.Primary)
+	redirect := ""
+	if ok && primary.Name != mir.mgr.opts.Self {
+		redirect = primary.Addr
+	}
+	return &wire.Error{Code: wire.CodeNotPrimary, Redirect: redirect,
+		Message: fmt.Sprintf("database %s of mirror %s is read-only on member %s; the primary is %s (%s)", db, mir.name, mir.mgr.opts.Self, cfg.Primary, redirect)}
+}
+
+// mirrorJournal is the store's view of the mirror journal: on the primary, a commit is durable only once the active backup
+// has acknowledged it too.
+type mirrorJournal struct{ mir *Mirror }
+
+func (j mirrorJournal) Append(recs []journal.Record) (journal.Position, error) {
+	return j.mir.jrn.Append(recs)
+}
+
+func (j mirrorJournal) WaitDurable(ctx context.Context, pos journal.Position) error {
+	if err := j.mir.jrn.WaitDurable(ctx, pos); err != nil {
+		return err
+	}
+	return j.mir.waitBackup(ctx, pos)
+}
+
+func (j mirrorJournal) Sync() error                    { return j.mir.jrn.Sync() }
+func (j mirrorJournal) AppendedEnd() journal.Position { return j.mir.jrn.AppendedEnd() }
+func (j mirrorJournal) DurableEnd() journal.Position  { return j.mir.jrn.DurableEnd() }
+
+// start launches the goroutines of the current role.
+func (mir *Mirror) start() {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	mir.startLocked()
+}
+
+func (mir *Mirror) startLocked() {
+	ctx, cancel := context.WithCancel(mir.mgr.ctx)
+	mir.cancel = cancel
+	switch mir.role {
+	case RolePrimary:
+		// Databases must have applied the whole journal (after a crash, or after serving as backup) before they are written.
+		mir.blocked = true
+		mir.wg.Add(1)
+		go func() {
+			defer mir.wg.Done()
+			err := mir.catchUpAsPrimary(ctx)
+			mir.mu.Lock()
+			defer mir.mu.Unlock()
+			if err != nil {
+				mir.log.Error().Err(err).Msg("catching up the mirrored databases before serving as primary failed")
+				return
+			}
+			mir.blocked = false
+			mir.notifyLocked()
+		}()
+	case RoleBackup, RoleAsync:
+		mir.startDejournalLocked(ctx)
+		if !mir.st.MirroringStopped {
+			mir.wg.Add(1)
+			go func() {
+				defer mir.wg.Done()
+				mir.runReceiver(ctx)
+			}()
+		}
+	}
+}
+
+// stop ends the current role's goroutines and waits for them.
+func (mir *Mirror) stop() {
+	mir.mu.Lock()
+	cancel := mir.cancel
+	for _, r := range mir.replicas {
+		r.close()
+	}
+	mir.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	mir.wg.Wait()
+}
+
+// startDejournalLocked runs a dejournaler over the mirror journal for this member's copies of the mirrored databases.
+func (mir *Mirror) startDejournalLocked(ctx context.Context) {
+	self, _ := mir.st.Config.Member(mir.mgr.opts.Self)
+	dj := dejournal.New(dejournal.Options{Mirror: mir.name, Source: mir.jrn, Workers: dejournal.Partitions,
+		PauseMirrorOnError: self.Type.IsReporting(), Logger: mir.log.With().Str("component", "dejournal").Logger(), Now: mir.mgr.opts.Now})
+	for _, info := range mir.mgr.mirroredDatabases(mir.name) {
+		if d, err := mir.mgr.store.Database(info.Name); err == nil {
+			dj.AddTarget(d)
+		}
+	}
+	if mir.st.DejournalPaused {
+		dj.PauseAll()
+	}
+	for _, db := range mir.st.PausedDatabases {
+		dj.Pause(db)
+	}
+	mir.dj = dj
+	mir.wg.Add(1)
+	go func() {
+		defer mir.wg.Done()
+		if err := dj.Run(ctx); err != nil {
+			mir.log.Error().Err(err).Msg("dejournaling stopped")
+		}
+	}()
+}
+
+// catchUpAsPrimary applies whatever the mirrored databases have not applied of the journal, then stops dejournaling.
+func (mir *Mirror) catchUpAsPrimary(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mir.mu.Lock()
+	mir.startDejournalLocked(ctx)
+	dj := mir.dj
+	mir.mu.Unlock()
+	err := dj.WaitApplied(ctx, mir.jrn.DurableEnd())
+	cancel()
+	mir.mu.Lock()
+	mir.dj = nil
+	mir.mu.Unlock()
+	return err
+}

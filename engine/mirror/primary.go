@@ -1,0 +1,380 @@
+package mirror
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+// batchBytes is the most uncompressed journal data one JournalBatch frame carries.
+const batchBytes = 256 << 10
+
+// replica is the primary's view of one connected backup or async.
+type replica struct {
+	name  string
+	typ   MemberType
+	conn  *wire.Conn
+	codec wire.Codec
+	done  chan struct{} // closed when the stream ends
+	// guarded by the mirror's mu
+	acked          journal.Position
+	applied        journal.Position
+	active         bool // backup only: the primary waits for its acks
+	activating     bool // backup only: caught up once; active when acked reaches activateAt
+	activateAt     journal.Position
+	connected      time.Time
+	lastSeen       time.Time
+	caughtUp       time.Time // when acked last reached the primary's durable end
+	wireBytes      uint64
+	rawBytes       uint64
+	handoff        chan wire.HandoffDone
+	disconnectedAt time.Time
+}
+
+func (r *replica) close() {
+	if r.conn != nil {
+		r.conn.Close()
+	}
+}
+
+func (r *replica) ended() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func fromWire(p wire.Position) journal.Position {
+	return journal.Position{Epoch: p.Epoch, Segment: p.Segment, Offset: p.Offset}
+}
+
+func toWire(p journal.Position) wire.Position {
+	return wire.Position{Epoch: p.Epoch, Segment: p.Segment, Offset: p.Offset}
+}
+
+// ServeStream serves one journal stream connection from a backup or async (the data port's handshake is done).
+func (m *Manager) ServeStream(c *wire.Conn) error {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	f, err := c.ReadFrame()
+	if err != nil {
+		return fmt.Errorf("stream start: %w", err)
+	}
+	if f.Kind != wire.KindStreamStart {
+		return fmt.Errorf("stream: expected a stream start, got frame kind %s", f.Kind)
+	}
+	start, err := wire.DecodeStreamStart(f.Payload)
+	if err != nil {
+		return fmt.Errorf("stream start: %w", err)
+	}
+	c.SetDeadline(time.Time{})
+	mir, err := m.Mirror(start.Mirror)
+	if err != nil {
+		refuse(c, &wire.Error{Code: wire.CodeBadRequest, Message: err.Error()})
+		return err
+	}
+	return mir.serveReplica(c, start)
+}
+
+func refuse(c *wire.Conn, e *wire.Error) {
+	c.WriteFrame(wire.Frame{Kind: wire.KindError, Payload: wire.EncodeError(nil, e)})
+}
+
+func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
+	from := fromWire(start.From)
+	mir.mu.Lock()
+	cfg := mir.st.Config.clone()
+	if mir.role != RolePrimary {
+		err := mir.notPrimaryLocked("(stream)")
+		mir.mu.Unlock()
+		refuse(c, err.(*wire.Error))
+		return err
+	}
+	mc, ok := cfg.Member(start.Member)
+	if !ok || start.Member == mir.mgr.opts.Self {
+		mir.mu.Unlock()
+		e := &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("member %s is not a member of mirror %s; join it first", start.Member, mir.name)}
+		refuse(c, e)
+		return e
+	}
+	if start.Epoch > cfg.Epoch {
+		mir.mu.Unlock()
+		e := &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("member %s knows epoch %d of mirror %s, newer than this primary's %d", start.Member, start.Epoch, mir.name, cfg.Epoch)}
+		refuse(c, e)
+		return e
+	}
+	if end := mir.jrn.DurableEnd(); end.Less(from) {
+		mir.mu.Unlock()
+		e := &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("member %s has mirror %s journal up to %s, beyond this primary's end %s: its copy diverged and must be rebuilt", start.Member, mir.name, from, end)}
+		refuse(c, e)
+		return e
+	}
+	if from.Less(mir.jrn.FirstPosition()) && !from.IsZero() {
+		mir.mu.Unlock()
+		e := &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("mirror %s journal from %s is purged on the primary %s (it starts at %s); rebuild member %s from a newer backup", mir.name, from, mir.mgr.opts.Self, mir.jrn.FirstPosition(), start.Member)}
+		refuse(c, e)
+		return e
+	}
+	codec, err := cfg.codecFor(mc.Type)
+	if err != nil {
+		codec = wire.CodecNone
+	}
+	if !acceptsCodec(start.Codecs, codec) {
+		codec = wire.CodecNone
+	}
+	if old, ok := mir.replicas[mc.Name]; ok {
+		old.close()
+	}
+	now := mir.mgr.opts.Now()
+	r := &replica{name: mc.Name, typ: mc.Type, conn: c, codec: codec, done: make(chan struct{}), acked: from, connected: now, lastSeen: now}
+	mir.replicas[mc.Name] = r
+	qos := cfg.QoS.Duration
+	mir.notifyLocked()
+	mir.mu.Unlock()
+
+	defer func() {
+		mir.mu.Lock()
+		close(r.done)
+		r.active, r.activating = false, false
+		r.disconnectedAt = mir.mgr.opts.Now()
+		mir.notifyLocked()
+		mir.mu.Unlock()
+		c.Close()
+	}()
+	accept := wire.StreamAccept{Primary: mir.mgr.opts.Self, Epoch: cfg.Epoch, Codec: codec, From: start.From}
+	if err := c.WriteFrame(wire.Frame{Kind: wire.KindStreamAccept, Payload: wire.EncodeStreamAccept(nil, &accept)}); err != nil {
+		return err
+	}
+	if err := mir.sendConfig(r); err != nil {
+		return err
+	}
+	mir.log.Info().Str("peer", mc.Name).Str("type", string(mc.Type)).Str("from", from.String()).Str("codec", codec.String()).Msg("journal stream started")
+	senderDone := make(chan error, 1)
+	go func() { senderDone <- mir.send(r, from, qos) }()
+	readErr := mir.readReplica(r, qos)
+	r.close()
+	sendErr := <-senderDone
+	mir.log.Info().Str("peer", mc.Name).AnErr("read", readErr).AnErr("send", sendErr).Msg("journal stream ended")
+	return nil
+}
+
+// countFrames counts the journal record frames in b (each starts with its little-endian payload length and a checksum).
+func countFrames(b []byte) uint32 {
+	n := uint32(0)
+	for len(b) >= 8 {
+		size := 8 + int(binary.LittleEndian.Uint32(b))
+		if size > len(b) {
+			break
+		}
+		b = b[size:]
+		n++
+	}
+	return n
+}
+
+func acceptsCodec(list []wire.Codec, c wire.Codec) bool {
+	for _, x := range list {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func (mir *Mirror) sendConfig(r *replica) error {
+	data, err := json.Marshal(mir.Config())
+	if err != nil {
+		return err
+	}
+	return r.conn.WriteFrame(wire.Frame{Kind: wire.KindConfig, Payload: data})
+}
+
+// broadcastConfig pushes the configuration to every connected member.
+func (mir *Mirror) broadcastConfig() {
+	mir.mu.Lock()
+	rs := make([]*replica, 0, len(mir.replicas))
+	for _, r := range mir.replicas {
+		if !r.ended() {
+			rs = append(rs, r)
+		}
+	}
+	mir.mu.Unlock()
+	for _, r := range rs {
+		if err := mir.sendConfig(r); err != nil {
+			r.close()
+		}
+	}
+}
+
+// send ships durable journal records from pos to the replica, compressed, and heartbeats when there is nothing to send.
+func (mir *Mirror) send(r *replica, pos journal.Position, qos time.Duration) error {
+	heartbeat := time.NewTicker(max(qos/4, 50*time.Millisecond))
+	defer heartbeat.Stop()
+	var buf []byte
+	for {
+		notify := mir.jrn.DurableNotify()
+		frames, next, err := mir.jrn.ReadEncoded(pos, batchBytes)
+		if err != nil {
+			if errors.Is(err, journal.ErrPurged) {
+				refuse(r.conn, &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("mirror %s journal from %s is purged on the primary; rebuild member %s from a newer backup", mir.name, pos, r.name)})
+			}
+			return err
+		}
+		if len(frames) == 0 {
+			if next != pos {
+				pos = next // crossed into the next segment
+				continue
+			}
+			mir.caughtUpSending(r, pos)
+			select {
+			case <-notify:
+			case <-heartbeat.C:
+				hb := wire.Heartbeat{Epoch: mir.jrn.Epoch(), UnixNano: mir.mgr.opts.Now().UnixNano(), End: toWire(pos)}
+				if err := r.conn.WriteFrame(wire.Frame{Kind: wire.KindHeartbeat, Payload: wire.EncodeHeartbeat(nil, &hb)}); err != nil {
+					return err
+				}
+			case <-r.done:
+				return nil
+			}
+			continue
+		}
+		buf, err = wire.Compress(r.codec, buf[:0], frames)
+		if err != nil {
+			return err
+		}
+		batch := wire.JournalBatch{Epoch: mir.jrn.Epoch(), First: toWire(pos), Next: toWire(next), Records: countFrames(frames), Codec: r.codec, RawLen: uint32(len(frames)),
+			Payload: buf, PrimaryDurable: toWire(mir.jrn.DurableEnd()), SentUnixNano: mir.mgr.opts.Now().UnixNano()}
+		if err := r.conn.WriteFrame(wire.Frame{Kind: wire.KindJournalBatch, Payload: wire.EncodeJournalBatch(nil, &batch)}); err != nil {
+			return err
+		}
+		mir.mu.Lock()
+		r.wireBytes += uint64(len(buf))
+		r.rawBytes += uint64(len(frames))
+		mir.mu.Unlock()
+		pos = next
+	}
+}
+
+// caughtUpSending is called when the sender has shipped everything durable: a backup that is not yet active starts
+// activating — from now on commits wait for its acks, and once it has acknowledged everything up to here it is Active.
+func (mir *Mirror) caughtUpSending(r *replica, pos journal.Position) {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	if r.typ != Failover || r.active || r.activating || mir.role != RolePrimary || mir.st.Config.Primary != mir.mgr.opts.Self {
+		return
+	}
+	r.activating, r.activateAt = true, pos
+	mir.checkActiveLocked(r)
+}
+
+func (mir *Mirror) checkActiveLocked(r *replica) {
+	if r.activating && !r.acked.Less(r.activateAt) {
+		r.activating, r.active = false, true
+		mir.log.Info().Str("peer", r.name).Str("pos", r.acked.String()).Msg("backup is Active")
+	}
+}
+
+// readReplica handles what the replica sends: acks, heartbeats, handoff answers. A replica silent for the QoS timeout is
+// considered lost.
+func (mir *Mirror) readReplica(r *replica, qos time.Duration) error {
+	for {
+		r.conn.SetDeadline(time.Now().Add(qos))
+		f, err := r.conn.ReadFrame()
+		if err != nil {
+			return err
+		}
+		now := mir.mgr.opts.Now()
+		switch f.Kind {
+		case wire.KindAck:
+			ack, err := wire.DecodeAck(f.Payload)
+			if err != nil {
+				return err
+			}
+			mir.mu.Lock()
+			if p := fromWire(ack.Durable); r.acked.Less(p) {
+				r.acked = p
+			}
+			r.applied = fromWire(ack.Applied)
+			r.lastSeen = now
+			if !r.acked.Less(mir.jrn.DurableEnd()) {
+				r.caughtUp = now
+			}
+			mir.checkActiveLocked(r)
+			mir.notifyLocked()
+			mir.mu.Unlock()
+		case wire.KindHeartbeat:
+			mir.mu.Lock()
+			r.lastSeen = now
+			mir.mu.Unlock()
+		case wire.KindHandoffDone:
+			done, err := wire.DecodeHandoffDone(f.Payload)
+			if err != nil {
+				return err
+			}
+			mir.mu.Lock()
+			ch := r.handoff
+			mir.mu.Unlock()
+			if ch != nil {
+				ch <- done
+			}
+		default:
+			return fmt.Errorf("unexpected frame %s on the stream from %s", f.Kind, r.name)
+		}
+	}
+}
+
+// backupLocked returns the connected replica of the backup, if any.
+func (mir *Mirror) backupLocked() *replica {
+	b, ok := mir.st.Config.backup()
+	if !ok {
+		return nil
+	}
+	r := mir.replicas[b.Name]
+	if r == nil || r.ended() {
+		return nil
+	}
+	return r
+}
+
+func (mir *Mirror) backupActive() bool {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	r := mir.backupLocked()
+	return r != nil && r.active
+}
+
+// waitBackup makes a commit wait for the backup's durable receipt while the backup is Active (or becoming Active). A backup
+// that does not acknowledge within the QoS timeout is no longer Active and the commit proceeds without it.
+func (mir *Mirror) waitBackup(ctx context.Context, pos journal.Position) error {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	if mir.role != RolePrimary {
+		return nil
+	}
+	r := mir.backupLocked()
+	if r == nil || !(r.active || r.activating) {
+		return nil
+	}
+	deadline := time.Now().Add(mir.st.Config.QoS.Duration)
+	for r.acked.Less(pos) && (r.active || r.activating) && !r.ended() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			mir.log.Warn().Str("peer", r.name).Str("pos", pos.String()).Dur("qos", mir.st.Config.QoS.Duration).Msg("backup did not acknowledge within the QoS timeout; it is no longer Active")
+			r.active, r.activating = false, false
+			r.close()
+			mir.notifyLocked()
+			return nil
+		}
+		if !mir.waitLocked(ctx, left) && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}

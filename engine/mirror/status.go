@@ -1,0 +1,276 @@
+package mirror
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/dejournal"
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+)
+
+// User-visible status strings (MIRRORING.md §3–5, §8).
+const (
+	StatusPrimary       = "Primary"
+	StatusBackup        = "Backup"
+	StatusConnected     = "Connected"
+	StatusInTrouble     = "In Trouble"
+	StatusTransition    = "Transition"
+	StatusSynchronizing = "Synchronizing"
+	StatusStopped       = "Stopped"
+	StatusDown          = "Down"
+	StatusNotInit       = "Not Initialized"
+
+	TransferNA     = "N/A"
+	TransferActive = "Active"
+	CaughtUp       = "Caught up"
+
+	DejournalNeedsAttention = "Warning! Some databases need attention."
+	DejournalStopped        = "Warning! Dejournaling is stopped."
+
+	DBNormal       = "Normal"
+	DBDejournaling = "Dejournaling"
+	DBCatchupRun   = "Catchup Running"
+	DBStopped      = "Dejournaling Stopped"
+	DBDismounted   = "Database Dismounted"
+	DBOrphaned     = "Orphaned"
+	DBObsolete     = "Obsolete"
+	DBNeedsCatchup = "Needs Catchup"
+)
+
+// MemberStatus is one row of the Mirror Monitor.
+type MemberStatus struct {
+	Name            string `json:"name"`
+	Type            string `json:"type"`
+	Status          string `json:"status"`
+	JournalTransfer string `json:"journal_transfer"`
+	Dejournaling    string `json:"dejournaling"`
+	Addr            string `json:"addr"`
+	Received        string `json:"received,omitempty"` // durable position received (acked)
+	Applied         string `json:"applied,omitempty"`
+}
+
+// DatabaseStatus is one mirrored database on the member reporting it.
+type DatabaseStatus struct {
+	Name       string `json:"name"`
+	Status     string `json:"status"`
+	NextRecord string `json:"next_record"` // journal position of the next record to dejournal
+	Error      string `json:"error,omitempty"`
+}
+
+// Status is a mirror as one member sees it (Local) or as the Mirror Monitor shows it (merged with the primary's view).
+type Status struct {
+	Mirror       string           `json:"mirror"`
+	Member       string           `json:"member"` // the member reporting
+	Role         string           `json:"role"`
+	Epoch        uint64           `json:"epoch"`
+	Primary      string           `json:"primary"`
+	PrimaryAddr  string           `json:"primary_addr"`
+	QoS          string           `json:"qos"`
+	NoFailover   bool             `json:"no_failover"`
+	Arbiter      string           `json:"arbiter"`
+	FailoverMode string           `json:"failover_mode"`
+	Members      []MemberStatus   `json:"members"`
+	Databases    []DatabaseStatus `json:"databases"`
+	JournalEnd   string           `json:"journal_end"`
+	WireBytes    uint64           `json:"wire_bytes"`    // journal data received (or sent, on the primary) on the wire
+	JournalBytes uint64           `json:"journal_bytes"` // the same data uncompressed
+	Ratio        float64          `json:"compression_ratio"`
+}
+
+func behind(d time.Duration) string {
+	if d < time.Second {
+		return CaughtUp
+	}
+	return fmt.Sprintf("%s behind", d.Round(time.Second))
+}
+
+func disconnectedOn(t time.Time) string {
+	if t.IsZero() {
+		return "Disconnected"
+	}
+	return "Disconnected on " + t.UTC().Format(time.RFC3339)
+}
+
+// LocalStatus is what this member knows of the mirror.
+func (mir *Mirror) LocalStatus() Status {
+	now := mir.mgr.opts.Now()
+	mir.mu.Lock()
+	cfg := mir.st.Config.clone()
+	st := Status{Mirror: mir.name, Member: mir.mgr.opts.Self, Role: mir.role.String(), Epoch: cfg.Epoch, Primary: cfg.Primary,
+		QoS: cfg.QoS.String(), NoFailover: mir.st.NoFailover, Arbiter: "no arbiter", FailoverMode: "Agent Controlled",
+		JournalEnd: mir.jrn.DurableEnd().String()}
+	if p, ok := cfg.Member(cfg.Primary); ok {
+		st.PrimaryAddr = p.Addr
+	}
+	durable := mir.jrn.DurableEnd()
+	dj := mir.dj
+	for _, mc := range cfg.Members {
+		row := MemberStatus{Name: mc.Name, Type: mc.Type.Label(), Addr: mc.Addr, Status: StatusDown, JournalTransfer: "", Dejournaling: ""}
+		switch {
+		case mc.Name == cfg.Primary:
+			row.JournalTransfer, row.Dejournaling = TransferNA, TransferNA
+			if mc.Name == mir.mgr.opts.Self {
+				row.Status = StatusPrimary
+				if mir.blocked {
+					row.Status = StatusTransition
+				}
+			}
+		case mir.role == RolePrimary:
+			r := mir.replicas[mc.Name]
+			switch {
+			case r == nil:
+				row.JournalTransfer = "Disconnected"
+			case r.ended():
+				row.JournalTransfer = disconnectedOn(r.disconnectedAt)
+			default:
+				row.Status = StatusConnected
+				if mc.Type == Failover {
+					row.Status = StatusBackup
+				}
+				row.Received, row.Applied = r.acked.String(), r.applied.String()
+				switch {
+				case r.active:
+					row.JournalTransfer = TransferActive
+				case !r.acked.Less(durable):
+					row.JournalTransfer = CaughtUp
+				default:
+					row.Status = StatusSynchronizing
+					since := r.caughtUp
+					if since.IsZero() {
+						since = r.connected
+					}
+					row.JournalTransfer = behind(now.Sub(since))
+				}
+				st.WireBytes += r.wireBytes
+				st.JournalBytes += r.rawBytes
+			}
+		case mc.Name == mir.mgr.opts.Self:
+			row.Status, row.JournalTransfer = mir.replicaStatusLocked(mc, now)
+			row.Received = durable.String()
+			st.WireBytes, st.JournalBytes = mir.recv.wireBytes, mir.recv.rawBytes
+		}
+		st.Members = append(st.Members, row)
+	}
+	stopped := mir.st.DejournalPaused
+	mir.mu.Unlock()
+
+	if st.JournalBytes > 0 && st.WireBytes > 0 {
+		st.Ratio = float64(st.JournalBytes) / float64(st.WireBytes)
+	}
+	st.Databases, st.Members = mir.databaseStatus(cfg, dj, stopped, st.Members)
+	return st
+}
+
+func (mir *Mirror) replicaStatusLocked(mc MemberConfig, now time.Time) (status, transfer string) {
+	if mir.st.MirroringStopped {
+		return StatusStopped, disconnectedOn(mir.recv.since)
+	}
+	if !mir.recv.connected {
+		return StatusWaiting(), disconnectedOn(mir.recv.since)
+	}
+	status = StatusConnected
+	if mc.Type == Failover {
+		status = StatusBackup
+	}
+	if !mir.jrn.AppendedEnd().Less(mir.recv.primaryDurable) {
+		return status, CaughtUp
+	}
+	return status, behind(now.Sub(mir.recv.lastReceived))
+}
+
+// StatusWaiting is the status of a member that is looking for its primary.
+func StatusWaiting() string { return "Waiting" }
+
+// databaseStatus computes this member's mirrored database statuses and its own dejournaling column.
+func (mir *Mirror) databaseStatus(cfg Config, dj *dejournal.Dejournaler, stopped bool, rows []MemberStatus) ([]DatabaseStatus, []MemberStatus) {
+	var djs dejournal.Status
+	byName := map[string]dejournal.DBStatus{}
+	if dj != nil {
+		djs = dj.Status()
+		for _, d := range djs.Databases {
+			byName[d.Name] = d
+		}
+	}
+	received := mir.jrn.DurableEnd()
+	attention := false
+	var out []DatabaseStatus
+	for _, info := range mir.mgr.mirroredDatabases(mir.name) {
+		ds := DatabaseStatus{Name: info.Name, NextRecord: info.Applied.String()}
+		d, tracked := byName[info.Name]
+		switch {
+		case !info.Mounted:
+			ds.Status = DBDismounted
+		case containsFold(cfg.Removed, info.Name):
+			ds.Status = DBObsolete
+		case !containsFold(cfg.Databases, info.Name):
+			ds.Status = DBOrphaned
+		case cfg.Primary == mir.mgr.opts.Self:
+			ds.Status = DBNormal
+		case !tracked:
+			ds.Status = DBNeedsCatchup
+		case d.Paused || djs.Stopped:
+			ds.Status, ds.Error = DBStopped, d.Err
+			attention = attention || d.Err != ""
+		case d.Applied.Less(received):
+			ds.Status, ds.NextRecord = DBCatchupRun, d.Applied.String()
+		default:
+			ds.Status, ds.NextRecord = DBDejournaling, d.Applied.String()
+		}
+		out = append(out, ds)
+	}
+	for i := range rows {
+		if rows[i].Name != mir.mgr.opts.Self || rows[i].Name == cfg.Primary {
+			continue
+		}
+		switch {
+		case stopped || djs.Stopped:
+			rows[i].Dejournaling = DejournalStopped
+		case attention:
+			rows[i].Dejournaling = DejournalNeedsAttention
+		case !djs.LastReceivedTime.IsZero() && djs.LastAppliedTime.Before(djs.LastReceivedTime):
+			rows[i].Dejournaling = behind(djs.LastReceivedTime.Sub(djs.LastAppliedTime))
+		default:
+			rows[i].Dejournaling = CaughtUp
+		}
+		rows[i].Applied = lowest(byName).String()
+	}
+	return out, rows
+}
+
+func lowest(m map[string]dejournal.DBStatus) journal.Position {
+	var low journal.Position
+	first := true
+	for _, d := range m {
+		if first || d.Applied.Less(low) {
+			low, first = d.Applied, false
+		}
+	}
+	return low
+}
+
+// Merge builds the Mirror Monitor from the primary's view and each member's own view: journal transfer as the primary sees
+// it, dejournaling and databases as each member reports them. A member that did not answer keeps the primary's row.
+func Merge(primary Status, locals map[string]Status) Status {
+	out := primary
+	out.Members = append([]MemberStatus(nil), primary.Members...)
+	for i, row := range out.Members {
+		local, ok := locals[row.Name]
+		if !ok {
+			continue
+		}
+		for _, own := range local.Members {
+			if own.Name == row.Name {
+				if row.Dejournaling == "" {
+					out.Members[i].Dejournaling = own.Dejournaling
+				}
+				if row.Status == StatusDown {
+					out.Members[i].Status = own.Status
+				}
+				if row.JournalTransfer == "" || row.JournalTransfer == "Disconnected" {
+					out.Members[i].JournalTransfer = own.JournalTransfer
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,231 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+// CreateMirrorRequest is the body of POST /api/v1/mirrors.
+type CreateMirrorRequest struct {
+	Name                string `json:"name"`
+	QoS                 string `json:"qos,omitempty"`
+	CompressionFailover string `json:"compression_failover,omitempty"`
+	CompressionAsync    string `json:"compression_async,omitempty"`
+	RequireTLS          bool   `json:"require_tls,omitempty"`
+}
+
+// JoinMirrorRequest is the body of POST /api/v1/mirrors/join.
+type JoinMirrorRequest struct {
+	Mirror  string `json:"mirror"`
+	Primary string `json:"primary"` // the primary's data address
+	As      string `json:"as"`      // failover, dr, reporting-ro, reporting-rw
+}
+
+// MirrorActionRequest is the body of the per-mirror operator actions.
+type MirrorActionRequest struct {
+	On bool   `json:"on"`           // no-failover: set or clear; dejournal: pause or resume; mirroring: start or stop
+	DB string `json:"db,omitempty"` // dejournal: one database, or "" for the whole mirror
+}
+
+func decodeBody(r *http.Request, v any) error {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(v); err != nil {
+		return fmt.Errorf("request body: %v: %w", err, wire.ErrBadRequest)
+	}
+	return nil
+}
+
+func (s *Server) mirrorRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/mirrors", func(w http.ResponseWriter, r *http.Request) {
+		var req CreateMirrorRequest
+		if err := decodeBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		o := mirror.CreateOptions{CompressionFailover: req.CompressionFailover, CompressionAsync: req.CompressionAsync, RequireTLS: req.RequireTLS}
+		if req.QoS != "" {
+			d, err := time.ParseDuration(req.QoS)
+			if err != nil {
+				writeError(w, fmt.Errorf("qos %q: %v: %w", req.QoS, err, wire.ErrBadRequest))
+				return
+			}
+			o.QoS = d
+		}
+		respond(w, func() (any, error) {
+			mir, err := s.mirrors.Create(req.Name, o)
+			if err != nil {
+				return nil, err
+			}
+			return mir.LocalStatus(), nil
+		})
+	})
+	mux.HandleFunc("POST /api/v1/mirrors/join", func(w http.ResponseWriter, r *http.Request) {
+		var req JoinMirrorRequest
+		if err := decodeBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		t, err := mirror.ParseMemberType(req.As)
+		if err != nil {
+			writeError(w, fmt.Errorf("%v: %w", err, wire.ErrBadRequest))
+			return
+		}
+		respond(w, func() (any, error) {
+			mir, err := s.mirrors.Join(r.Context(), req.Mirror, req.Primary, t)
+			if err != nil {
+				return nil, err
+			}
+			return mir.LocalStatus(), nil
+		})
+	})
+	mux.HandleFunc("POST /api/v1/mirrors/{name}/members", func(w http.ResponseWriter, r *http.Request) {
+		var req mirror.JoinRequest
+		if err := decodeBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		respond(w, func() (any, error) {
+			mir, err := s.mirrors.Mirror(r.PathValue("name"))
+			if err != nil {
+				return nil, err
+			}
+			return mir.AddMember(req.Member)
+		})
+	})
+	mux.HandleFunc("POST /api/v1/mirrors/{name}/failover", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) {
+			mir, err := s.mirrors.Mirror(r.PathValue("name"))
+			if err != nil {
+				return nil, err
+			}
+			if err := mir.Failover(r.Context()); err != nil {
+				return nil, err
+			}
+			return mir.LocalStatus(), nil
+		})
+	})
+	action := func(path string, f func(mir *mirror.Mirror, req MirrorActionRequest) error) {
+		mux.HandleFunc("POST /api/v1/mirrors/{name}/"+path, func(w http.ResponseWriter, r *http.Request) {
+			var req MirrorActionRequest
+			if err := decodeBody(r, &req); err != nil {
+				writeError(w, err)
+				return
+			}
+			respond(w, func() (any, error) {
+				mir, err := s.mirrors.Mirror(r.PathValue("name"))
+				if err != nil {
+					return nil, err
+				}
+				if err := f(mir, req); err != nil {
+					return nil, err
+				}
+				return mir.LocalStatus(), nil
+			})
+		})
+	}
+	action("no-failover", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.SetNoFailover(req.On) })
+	action("dejournal", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.PauseDejournal(req.DB, !req.On) })
+	action("mirroring", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.SetMirroring(req.On) })
+
+	mux.HandleFunc("GET /api/v1/mirror/local", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.localMirrorStatus())
+	})
+	mux.HandleFunc("GET /api/v1/mirror/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.mirrorMonitor(r.Context()))
+	})
+	mux.HandleFunc("GET /mirror/health", func(w http.ResponseWriter, r *http.Request) {
+		want := mirror.RolePrimary
+		if r.URL.Query().Get("role") == "backup" {
+			want = mirror.RoleBackup
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		for _, name := range s.mirrors.Names() {
+			if mir, err := s.mirrors.Mirror(name); err == nil && mir.Role() == want {
+				io.WriteString(w, "SUCCESS\n")
+				return
+			}
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "FAILED\n")
+	})
+}
+
+func (s *Server) localMirrorStatus() []mirror.Status {
+	out := []mirror.Status{}
+	for _, name := range s.mirrors.Names() {
+		if mir, err := s.mirrors.Mirror(name); err == nil {
+			out = append(out, mir.LocalStatus())
+		}
+	}
+	return out
+}
+
+// mirrorMonitor merges this member's view with the primary's and every other member's own, asking them over their admin APIs
+// (a member that does not answer within a second is shown as the primary sees it).
+func (s *Server) mirrorMonitor(ctx context.Context) []mirror.Status {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	out := []mirror.Status{}
+	for _, local := range s.localMirrorStatus() {
+		mir, err := s.mirrors.Mirror(local.Mirror)
+		if err != nil {
+			continue
+		}
+		cfg := mir.Config()
+		views := map[string]mirror.Status{local.Member: local}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, mc := range cfg.Members {
+			if mc.Name == local.Member || mc.AdminAddr == "" {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var remote []mirror.Status
+				if err := getJSON(ctx, "http://"+mc.AdminAddr+"/api/v1/mirror/local", &remote); err != nil {
+					return
+				}
+				for _, st := range remote {
+					if st.Mirror == local.Mirror {
+						mu.Lock()
+						views[mc.Name] = st
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		primary, ok := views[cfg.Primary]
+		if !ok || primary.Role != mirror.RolePrimary.String() {
+			primary = local
+		}
+		merged := mirror.Merge(primary, views)
+		merged.Member, merged.Role, merged.Databases = local.Member, local.Role, local.Databases
+		out = append(out, merged)
+	}
+	return out
+}
+
+func getJSON(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
+}
