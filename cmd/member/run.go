@@ -18,19 +18,19 @@ import (
 )
 
 type runCmd struct {
-	Config       string        `help:"TOML configuration file." type:"path"`
-	Name         string        `help:"Member name (config: name)."`
-	DataDir      string        `help:"Data directory (config: data_dir)." type:"path"`
-	Listen       string        `help:"Data address host:port (config: listen)."`
-	AdminListen  string        `help:"Admin HTTP address host:port (config: admin_listen)."`
-	MaxValueSize int           `help:"Largest value in bytes (config: max_value_size)."`
-	SegmentSize  int64         `help:"Journal segment size in bytes (config: journal.segment_size)."`
-	KeepSegments int           `help:"Journal segments always kept (config: journal.keep_segments)."`
-	MaxAge       time.Duration `help:"Journal segments younger than this are kept (config: journal.max_age)."`
-	PurgeEvery   time.Duration `name:"purge-interval" help:"How often the journal is purged (config: journal.purge_interval)."`
-	MaxFrame     int           `help:"Largest protocol frame in bytes (config: max_frame)."`
-	LogLevel     string        `help:"debug, info, warn or error (config: log.level)."`
-	LogFormat    string        `help:"json, console or auto (config: log.format)."`
+	Config       string            `help:"TOML configuration file." type:"path"`
+	Name         string            `help:"Member name (config: name)."`
+	DataDir      string            `help:"Data directory (config: data_dir)." type:"path"`
+	Listen       string            `help:"Data address host:port (config: listen)."`
+	AdminListen  string            `help:"Admin HTTP address host:port (config: admin_listen)."`
+	MaxValueSize int               `help:"Largest value in bytes (config: max_value_size)."`
+	SegmentSize  int64             `help:"Journal segment size in bytes (config: journal.segment_size)."`
+	KeepSegments int               `help:"Journal segments always kept (config: journal.keep_segments)."`
+	MaxAge       time.Duration     `help:"Journal segments younger than this are kept (config: journal.max_age)."`
+	PurgeEvery   time.Duration     `name:"purge-interval" help:"How often the journal is purged (config: journal.purge_interval)."`
+	MaxFrame     int               `help:"Largest protocol frame in bytes (config: max_frame)."`
+	LogLevel     string            `help:"debug, info, warn or error (config: log.level)."`
+	LogFormat    string            `help:"json, console or auto (config: log.format)."`
 	Peer         map[string]string `help:"Reach member NAME at ADDR (NAME=ADDR, repeatable; config: [peers])."`
 	ShutdownWait time.Duration     `default:"30s" help:"How long SIGTERM waits for in-flight requests."`
 }

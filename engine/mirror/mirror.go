@@ -207,7 +207,7 @@ func (j mirrorJournal) WaitDurable(ctx context.Context, pos journal.Position) er
 	return j.mir.waitBackup(ctx, pos)
 }
 
-func (j mirrorJournal) Sync() error                    { return j.mir.jrn.Sync() }
+func (j mirrorJournal) Sync() error                   { return j.mir.jrn.Sync() }
 func (j mirrorJournal) AppendedEnd() journal.Position { return j.mir.jrn.AppendedEnd() }
 func (j mirrorJournal) DurableEnd() journal.Position  { return j.mir.jrn.DurableEnd() }
 

@@ -24,7 +24,7 @@ type Config struct {
 	Journal      JournalConfig `toml:"journal"`
 	// Peers overrides how this member reaches other members' data ports: member name → host:port.
 	Peers map[string]string `toml:"peers"`
-	Log          LogConfig     `toml:"log"`
+	Log   LogConfig         `toml:"log"`
 }
 
 // JournalConfig sets journal segment size and retention.
