@@ -19,6 +19,7 @@ type dbCmd struct {
 	Mount    dbNameCmd   `cmd:"" help:"Mount a dismounted database."`
 	Dismount dbNameCmd   `cmd:"" help:"Flush and dismount a database (its data stays on disk)."`
 	Delete   dbNameCmd   `cmd:"" help:"Delete a database and its files."`
+	Hash     dbNameCmd   `cmd:"" help:"Print a logical hash of a database's content (compare copies across members)."`
 }
 
 type dbCreateCmd struct {
@@ -86,6 +87,16 @@ func (c *dbNameCmd) Run(kctx *kong.Context) error {
 			return err
 		}
 		return printInfo(c.JSON, info, "dismounted")
+	case "db hash <name>":
+		var h store.LogicalHash
+		if err := c.admin(ctx, http.MethodGet, path+"/hash", nil, &h); err != nil {
+			return err
+		}
+		if c.JSON {
+			return printJSON(h)
+		}
+		fmt.Printf("%s  %d nodes  %s\n", h.SHA256, h.Nodes, h.Database)
+		return nil
 	default:
 		if err := c.admin(ctx, http.MethodDelete, path, nil, nil); err != nil {
 			return err

@@ -30,6 +30,7 @@ type mirrorCreateCmd struct {
 	CompressionFailover string `enum:",none,lz4,zstd" default:"" help:"Stream compression to the backup (default lz4)."`
 	CompressionAsync    string `enum:",none,lz4,zstd" default:"" help:"Stream compression to asyncs (default zstd)."`
 	RequireTLS          bool   `name:"require-tls" help:"Require mutual TLS on every connection of the mirror."`
+	AsyncHoldback       string `default:"336h" help:"How long a disconnected async still holds back journal purges on the primary."`
 }
 
 func (c *mirrorCreateCmd) Run() error {
@@ -39,7 +40,7 @@ func (c *mirrorCreateCmd) Run() error {
 	ctx, cancel := c.context()
 	defer cancel()
 	var st mirror.Status
-	req := server.CreateMirrorRequest{Name: c.Name, QoS: c.QoS, CompressionFailover: c.CompressionFailover, CompressionAsync: c.CompressionAsync, RequireTLS: c.RequireTLS}
+	req := server.CreateMirrorRequest{Name: c.Name, QoS: c.QoS, CompressionFailover: c.CompressionFailover, CompressionAsync: c.CompressionAsync, RequireTLS: c.RequireTLS, AsyncHoldback: c.AsyncHoldback}
 	if err := c.admin(ctx, http.MethodPost, "/api/v1/mirrors", req, &st); err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ func (d *Dejournaler) catchUp(ctx context.Context, e *entry, gen uint64) error {
 	}
 	defer r.Close()
 	txns := newTxnTracker(func(rec *journal.Record) bool { return rec.DB == e.name })
-	for {
+	for ctx.Err() == nil { // a done context still lets Next return durable records
 		if txns.empty() {
 			d.mu.Lock()
 			if e.gen != gen {
@@ -88,6 +88,7 @@ func (d *Dejournaler) catchUp(ctx context.Context, e *entry, gen uint64) error {
 			}
 		}
 	}
+	return nil
 }
 
 // catchUpApply applies e's share of a transaction ending at end.
@@ -122,7 +123,7 @@ func (d *Dejournaler) catchUpApply(e *entry, gen uint64, txn *pendingTxn, end jo
 // transaction the main reader completed ends at or before its position, hence at or before pos, and is applied; every later
 // one will be dispatched to e unless it ends at or before pos.
 func (d *Dejournaler) handOverLocked(e *entry, pos journal.Position) bool {
-	if !d.sessionActive || d.stopped || posLess(pos, d.mainRead) {
+	if !d.readingLocked() || posLess(pos, d.mainRead) {
 		return false
 	}
 	d.makeLiveLocked(e)

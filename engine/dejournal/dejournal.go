@@ -22,6 +22,8 @@ const (
 	// advanceInterval is how often, while transactions are being applied, databases record the position all their
 	// partitions have reached.
 	advanceInterval = 200 * time.Millisecond
+	// advanceSpacing is the least time between two such rounds, since the reader may catch up after every group commit.
+	advanceSpacing = 20 * time.Millisecond
 	// maxInflight bounds the shares handed to workers and not yet applied, which bounds how far the main reader runs ahead.
 	maxInflight = 1024
 	// maxMarks bounds the positions kept to tell the journal time up to which the mirror has applied everything.
@@ -216,7 +218,7 @@ func (d *Dejournaler) AddTarget(t Target) {
 	e := &entry{name: name, target: t, base: base, parts: parts}
 	d.targets[name] = e
 	switch {
-	case !d.sessionActive:
+	case !d.readingLocked():
 		e.state = stateLive // the next session of the main reader starts low enough for it
 	case !posLess(e.lowest(), d.mainRead):
 		d.makeLiveLocked(e)
@@ -283,7 +285,7 @@ func (d *Dejournaler) Resume(db string) error {
 	}
 	e.paused, e.err = false, ""
 	e.gen++
-	if d.sessionActive {
+	if d.readingLocked() {
 		d.startCatchUpLocked(e)
 	} else {
 		e.state = stateLive
@@ -380,6 +382,10 @@ func (d *Dejournaler) makeLiveLocked(e *entry) {
 	}
 }
 
+// readingLocked reports whether the main reader is running; otherwise every database that is not paused is made live when
+// it starts again.
+func (d *Dejournaler) readingLocked() bool { return d.sessionActive && !d.stopped }
+
 // notifyLocked wakes whoever waits on changed.
 func (d *Dejournaler) notifyLocked() {
 	if d.changedTaken {
@@ -397,7 +403,7 @@ func (d *Dejournaler) changedLocked() <-chan struct{} {
 // coveredLocked is the position up to which every transaction of e has been applied (not necessarily recorded as a base).
 func (d *Dejournaler) coveredLocked(e *entry) journal.Position {
 	low := e.lowest()
-	if e.paused || e.removed || d.stopped || !d.sessionActive {
+	if e.paused || e.removed || !d.readingLocked() {
 		return low
 	}
 	var c journal.Position
@@ -486,7 +492,7 @@ func (d *Dejournaler) Status() Status {
 			Paused:          e.paused,
 			Err:             e.err,
 			LastAppliedTime: e.lastApplied,
-			CatchingUp:      d.sessionActive && !d.stopped && !e.paused && e.state == stateCatchingUp,
+			CatchingUp:      d.readingLocked() && !e.paused && e.state == stateCatchingUp,
 		})
 	}
 	return st
@@ -494,7 +500,7 @@ func (d *Dejournaler) Status() Status {
 
 // popMarksLocked moves the mirror's LastAppliedTime up to the newest record every live database has got past.
 func (d *Dejournaler) popMarksLocked() {
-	if !d.sessionActive || d.stopped {
+	if !d.readingLocked() {
 		return
 	}
 	all := d.mainSafe

@@ -26,14 +26,14 @@ type fakeTarget struct {
 	data    map[string]string
 	base    journal.Position
 	parts   [Partitions]journal.Position
-	batches [][]journal.Position           // positions of the records of each ApplyReplicated call
-	applied map[journal.Position]int       // how often each record was applied
-	order   map[string][]journal.Position  // per global, positions in the order they were applied
-	busy    [Partitions]bool               // partitions with a call in progress
-	errs    []string                       // violations seen
+	batches [][]journal.Position          // positions of the records of each ApplyReplicated call
+	applied map[journal.Position]int      // how often each record was applied
+	order   map[string][]journal.Position // per global, positions in the order they were applied
+	busy    [Partitions]bool              // partitions with a call in progress
+	errs    []string                      // violations seen
 	fail    func(recs []journal.Record) error
-	onApply func(n int)                    // called after each successful ApplyReplicated with the number of calls so far
-	advance int                            // AdvanceApplied calls
+	onApply func(n int) // called after each successful ApplyReplicated with the number of calls so far
+	advance int         // AdvanceApplied calls
 }
 
 var _ Target = (*fakeTarget)(nil)
@@ -250,7 +250,9 @@ func (w *workload) commit(recs ...journal.Record) journal.Position {
 }
 
 // reference applies every committed transaction sequentially and returns the contents of db.
-func (w *workload) reference(db string) map[string]string { return w.referenceFrom(db, journal.Position{}) }
+func (w *workload) reference(db string) map[string]string {
+	return w.referenceFrom(db, journal.Position{})
+}
 
 // referenceFrom is reference for a database that starts, empty, at position from.
 func (w *workload) referenceFrom(db string, from journal.Position) map[string]string {

@@ -161,7 +161,7 @@ func (d *Dejournaler) advance(stop <-chan struct{}) {
 		var jobs []job
 		d.mu.Lock()
 		for _, e := range d.targets {
-			if e.paused || d.stopped || !d.sessionActive {
+			if e.paused || !d.readingLocked() {
 				continue
 			}
 			// Every transaction of e ending at or before pos is applied, and none still to apply starts before it.
@@ -183,6 +183,12 @@ func (d *Dejournaler) advance(stop <-chan struct{}) {
 			}
 			d.notifyLocked()
 			d.mu.Unlock()
+		}
+		// Kicks arriving meanwhile are coalesced into the next round.
+		select {
+		case <-time.After(advanceSpacing):
+		case <-stop:
+			return
 		}
 	}
 }

@@ -194,6 +194,8 @@ type localState struct {
 	MirroringStopped bool     `json:"mirroring_stopped"`
 	DejournalPaused  bool     `json:"dejournal_paused"`
 	PausedDatabases  []string `json:"paused_databases,omitempty"`
+	// Received is, on the primary, what each other member last had (purge holdback).
+	Received map[string]received `json:"received,omitempty"`
 }
 
 const stateFile = "state.json"

@@ -27,8 +27,11 @@ type Options struct {
 	// Peers overrides how this member reaches other members' data ports (member name → host:port), e.g. through a proxy.
 	Peers       map[string]string
 	SegmentSize int64
-	Logger      zerolog.Logger
-	Now         func() time.Time
+	// Purge retention of mirror journals, and how often purges run (0: never).
+	PurgePolicy   journal.PurgePolicy
+	PurgeInterval time.Duration
+	Logger        zerolog.Logger
+	Now           func() time.Time
 }
 
 // Manager is every mirror of one member.
@@ -95,6 +98,10 @@ func (m *Manager) Start(st *store.Store) {
 	m.store = st
 	for _, mir := range m.mirrors {
 		mir.start()
+	}
+	if m.opts.PurgeInterval > 0 {
+		m.wg.Add(1)
+		go m.purgeLoop(m.opts.PurgeInterval, m.opts.PurgePolicy)
 	}
 }
 

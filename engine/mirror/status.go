@@ -71,6 +71,7 @@ type Status struct {
 	FailoverMode string           `json:"failover_mode"`
 	Members      []MemberStatus   `json:"members"`
 	Databases    []DatabaseStatus `json:"databases"`
+	JournalFirst string           `json:"journal_first"`
 	JournalEnd   string           `json:"journal_end"`
 	WireBytes    uint64           `json:"wire_bytes"`    // journal data received (or sent, on the primary) on the wire
 	JournalBytes uint64           `json:"journal_bytes"` // the same data uncompressed
@@ -98,7 +99,7 @@ func (mir *Mirror) LocalStatus() Status {
 	cfg := mir.st.Config.clone()
 	st := Status{Mirror: mir.name, Member: mir.mgr.opts.Self, Role: mir.role.String(), Epoch: cfg.Epoch, Primary: cfg.Primary,
 		QoS: cfg.QoS.String(), NoFailover: mir.st.NoFailover, Arbiter: "no arbiter", FailoverMode: "Agent Controlled",
-		JournalEnd: mir.jrn.DurableEnd().String()}
+		JournalFirst: mir.jrn.FirstPosition().String(), JournalEnd: mir.jrn.DurableEnd().String()}
 	if p, ok := cfg.Member(cfg.Primary); ok {
 		st.PrimaryAddr = p.Addr
 	}

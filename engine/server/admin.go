@@ -78,6 +78,9 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/databases/{name}", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) { return s.store.Get(r.PathValue("name")) })
 	})
+	mux.HandleFunc("GET /api/v1/databases/{name}/hash", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) { return s.store.Hash(r.PathValue("name")) })
+	})
 	mux.HandleFunc("POST /api/v1/databases/{name}/mount", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) { return s.store.Mount(r.PathValue("name")) })
 	})

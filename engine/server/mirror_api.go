@@ -20,6 +20,7 @@ type CreateMirrorRequest struct {
 	CompressionFailover string `json:"compression_failover,omitempty"`
 	CompressionAsync    string `json:"compression_async,omitempty"`
 	RequireTLS          bool   `json:"require_tls,omitempty"`
+	AsyncHoldback       string `json:"async_holdback,omitempty"`
 }
 
 // JoinMirrorRequest is the body of POST /api/v1/mirrors/join.
@@ -57,6 +58,14 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 				return
 			}
 			o.QoS = d
+		}
+		if req.AsyncHoldback != "" {
+			d, err := time.ParseDuration(req.AsyncHoldback)
+			if err != nil {
+				writeError(w, fmt.Errorf("async holdback %q: %v: %w", req.AsyncHoldback, err, wire.ErrBadRequest))
+				return
+			}
+			o.AsyncHoldback = d
 		}
 		respond(w, func() (any, error) {
 			mir, err := s.mirrors.Create(req.Name, o)
