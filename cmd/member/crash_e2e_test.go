@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirrorkit/mirrorkit/engine/client"
 	"github.com/mirrorkit/mirrorkit/internal/memberproc"
 )
 
@@ -30,7 +31,12 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	var acked, attempted []write
 	for round := 0; round < rounds; round++ {
-		c := m.Client(t, 4)
+		// A short retry budget: once the member is killed, calls should fail promptly rather than look for another primary.
+		c, err := client.Dial(context.Background(), m.Addr, client.Options{Conns: 4, RetryTimeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
 		var (
 			mu    sync.Mutex
 			count atomic.Int64
@@ -160,7 +166,11 @@ func TestSIGTERMShutsDownCleanly(t *testing.T) {
 func TestSIGTERMFinishesInflightCommits(t *testing.T) {
 	m := memberproc.Start(t, memberproc.Config{Name: "drain"})
 	memberproc.CLI(t, "db", "create", "APP", "--member", m.Addr)
-	c := m.Client(t, 4)
+	c, err := client.Dial(context.Background(), m.Addr, client.Options{Conns: 4, RetryTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	var (
 		mu    sync.Mutex
 		acked []string

@@ -163,24 +163,28 @@ func (mir *Mirror) takeOver(ctx context.Context, c *wire.Conn, h wire.Handoff) e
 			return answer(wire.HandoffDone{Err: fmt.Sprintf("dejournaling to %s: %v", end, err)})
 		}
 	}
-	newEpoch, err := mir.becomePrimary(h.Epoch)
+	newEpoch, restart, err := mir.becomePrimary(h.Epoch)
 	if err != nil {
 		return answer(wire.HandoffDone{Err: err.Error()})
 	}
-	return answer(wire.HandoffDone{NewEpoch: newEpoch})
+	// Answer before the receiver (this goroutine's role) is torn down, so the old primary hears it.
+	err = answer(wire.HandoffDone{NewEpoch: newEpoch})
+	restart()
+	return err
 }
 
 // becomePrimary raises the epoch past known, writes its epoch-start record, persists the configuration with this member as
-// primary and switches the role: dejournaling and the receiver stop, the databases become writable.
-func (mir *Mirror) becomePrimary(known uint64) (uint64, error) {
+// primary and switches the role, so the databases become writable. The returned restart stops the backup role's goroutines
+// (dejournaling, the receiver that may be the caller) and starts the primary's.
+func (mir *Mirror) becomePrimary(known uint64) (uint64, func(), error) {
 	mir.mu.Lock()
 	newEpoch := max(known, mir.st.Config.Epoch) + 1
 	mir.mu.Unlock()
 	if err := mir.jrn.SetEpoch(newEpoch); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if _, err := mir.jrn.Commit(context.Background(), []journal.Record{{Type: journal.RecordEpochStart, TxnEnd: true, Value: []byte(mir.mgr.opts.Self), HasValue: true}}); err != nil {
-		return 0, fmt.Errorf("epoch %d start record: %w", newEpoch, err)
+		return 0, nil, fmt.Errorf("epoch %d start record: %w", newEpoch, err)
 	}
 	mir.mu.Lock()
 	st := mir.st
@@ -191,7 +195,7 @@ func (mir *Mirror) becomePrimary(known uint64) (uint64, error) {
 	st.NoFailover = false // cleared when the member becomes primary (MIRRORING.md §7)
 	if err := mir.saveLocked(st); err != nil {
 		mir.mu.Unlock()
-		return 0, err
+		return 0, nil, err
 	}
 	cancel := mir.cancel
 	mir.role = RolePrimary
@@ -199,14 +203,16 @@ func (mir *Mirror) becomePrimary(known uint64) (uint64, error) {
 	mir.recv.connected = false
 	mir.notifyLocked()
 	mir.mu.Unlock()
-	// The receiver goroutine is the caller; cancelling ends it once it returns, and the new role starts fresh.
-	go func() {
+	mir.log.Info().Uint64("epoch", newEpoch).Msg("this member is now primary")
+	// The receiver goroutine may be the caller: cancelling ends it once it returns, then the new role starts.
+	restart := func() {
 		if cancel != nil {
 			cancel()
 		}
-		mir.wg.Wait()
-		mir.start()
-	}()
-	mir.log.Info().Uint64("epoch", newEpoch).Msg("this member is now primary")
-	return newEpoch, nil
+		go func() {
+			mir.wg.Wait()
+			mir.start()
+		}()
+	}
+	return newEpoch, restart, nil
 }

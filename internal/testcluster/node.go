@@ -1,0 +1,189 @@
+package testcluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/client"
+	"github.com/mirrorkit/mirrorkit/internal/faultproxy"
+	"github.com/mirrorkit/mirrorkit/internal/memberproc"
+)
+
+// adminTimeout bounds one admin request, so that polling a paused member fails instead of hanging.
+const adminTimeout = 5 * time.Second
+
+var adminClient = &http.Client{Timeout: adminTimeout}
+
+// Node is one member of a cluster. Its addresses are fixed when it is declared and kept across restarts.
+type Node struct {
+	Name      string
+	Addr      string // data address host:port
+	AdminAddr string // admin HTTP address host:port
+	IP        string // the member's own loopback IP
+	DataDir   string
+
+	cluster    *Cluster
+	host       int // last byte of IP
+	args       []string
+	configFile string
+
+	mu     sync.Mutex
+	links  map[string]*faultproxy.Proxy // by the name of the member they lead to
+	peers  []string                     // --peer flags for links
+	member *memberproc.Member
+	paused bool
+}
+
+func (n *Node) start(tb testing.TB) {
+	tb.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.member != nil {
+		tb.Fatalf("testcluster: member %s already started; use Restart", n.Name)
+	}
+	n.member = memberproc.Start(tb, memberproc.Config{
+		Name:       n.Name,
+		DataDir:    n.DataDir,
+		Host:       n.IP,
+		Args:       append(append([]string(nil), n.args...), n.peers...),
+		ConfigFile: n.configFile,
+		Addr:       n.Addr,
+		AdminAddr:  n.AdminAddr,
+	})
+}
+
+// Member is the member's process, or nil before it is started.
+func (n *Node) Member() *memberproc.Member {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.member
+}
+
+// started returns the member's process, failing the test if it was never started.
+func (n *Node) started() *memberproc.Member {
+	m := n.Member()
+	if m == nil {
+		n.cluster.tb.Fatalf("testcluster: member %s has not been started", n.Name)
+	}
+	return m
+}
+
+// Link returns the proxy on the way from this member to the member called to, or nil if there is none.
+func (n *Node) Link(to string) *faultproxy.Proxy {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.links[to]
+}
+
+// Running reports whether the member's process is alive (false before it is started).
+func (n *Node) Running() bool {
+	m := n.Member()
+	return m != nil && m.Running()
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (n *Node) Kill() {
+	n.started().Kill()
+	n.setPaused(false)
+}
+
+// Terminate sends SIGTERM and returns the exit status. A paused member is resumed so that it can shut down.
+func (n *Node) Terminate() error {
+	m := n.started()
+	m.Signal(syscall.SIGTERM)
+	if n.setPaused(false) {
+		m.Signal(syscall.SIGCONT)
+	}
+	return m.Wait(time.Minute)
+}
+
+// Restart starts the stopped member again with the same addresses, data directory and arguments, and waits until it serves.
+func (n *Node) Restart() {
+	n.cluster.tb.Helper()
+	n.started().Restart()
+}
+
+// Signal sends sig to the member's process.
+func (n *Node) Signal(sig syscall.Signal) {
+	n.started().Signal(sig)
+}
+
+// Pause stops the process with SIGSTOP: its sockets stay open but it answers nothing, as a hung host would.
+func (n *Node) Pause() {
+	m := n.started()
+	n.setPaused(true)
+	m.Signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused process with SIGCONT.
+func (n *Node) Resume() {
+	m := n.started()
+	n.setPaused(false)
+	m.Signal(syscall.SIGCONT)
+}
+
+// setPaused records whether the process is stopped and returns what it was.
+func (n *Node) setPaused(paused bool) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	was := n.paused
+	n.paused = paused
+	return was
+}
+
+// LogTail returns the last lines of the member's log (empty before it is started).
+func (n *Node) LogTail(lines int) string {
+	m := n.Member()
+	if m == nil {
+		return ""
+	}
+	return m.LogTail(lines)
+}
+
+// Client dials the member's data port directly (not through any proxy); the client is closed at cleanup.
+func (n *Node) Client(tb testing.TB, conns int) *client.Client {
+	tb.Helper()
+	return n.started().Client(tb, conns)
+}
+
+// CLI runs `member ARGS... --member n.Addr`.
+func (n *Node) CLI(tb testing.TB, args ...string) memberproc.Result {
+	tb.Helper()
+	return memberproc.CLI(tb, append(append([]string(nil), args...), "--member", n.Addr)...)
+}
+
+// AdminGet GETs http://AdminAddr+path, decodes the JSON body into out (if out is not nil) and returns the HTTP status.
+// It fails tb if the member cannot be reached or the body is not JSON.
+func (n *Node) AdminGet(tb testing.TB, path string, out any) int {
+	tb.Helper()
+	status, err := n.TryAdminGet(path, out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return status
+}
+
+// TryAdminGet is AdminGet returning its error instead of failing the test, for use inside WaitFor conditions.
+func (n *Node) TryAdminGet(path string, out any) (int, error) {
+	resp, err := adminClient.Get("http://" + n.AdminAddr + path)
+	if err != nil {
+		return 0, fmt.Errorf("member %s admin GET %s: %w", n.Name, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("member %s admin GET %s: read body: %w", n.Name, path, err)
+	}
+	if out != nil && len(body) > 0 {
+		if err := json.Unmarshal(body, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("member %s admin GET %s: status %d, body %q: %w", n.Name, path, resp.StatusCode, body, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
