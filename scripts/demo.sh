@@ -79,5 +79,77 @@ if wait "$pid"; then echo "member exited with status 0"; else echo "member exite
 pid=""
 run "$member" journal check "$work/data"
 run "$member" journal dump "$work/data" --limit 5
+
+# ---------------------------------------------------------------------------------------------------------------------------
+# Part two: a three-member mirror on loopback — primary, backup and DR async — and a planned failover under the CLI.
+pids=()
+cleanup_mirror() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap 'cleanup_mirror; cleanup' EXIT
+
+start_mirror_member() { # name ip
+  local name=$1 ip=$2
+  "$member" run --name "$name" --data-dir "$work/$name" --listen "$ip:$MPORT" --admin-listen "$ip:$APORT" --log-format json \
+    >>"$work/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 300); do
+    "$member" status --member "$ip:$MPORT" --timeout 1s >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "member $name did not start"; tail -20 "$work/$name.log"; exit 1
+}
+MPORT=$(free_port); APORT=$(free_port)
+A="127.0.0.11:$MPORT"; B="127.0.0.12:$MPORT"; C="127.0.0.13:$MPORT"
+
+step "start three members: A on $A, B on $B, C on $C"
+start_mirror_member A 127.0.0.11
+start_mirror_member B 127.0.0.12
+start_mirror_member C 127.0.0.13
+
+step "create mirror DEMO on A, join B as failover member (backup) and C as DR async"
+run "$member" mirror create DEMO --member "$A" --qos 2s
+run "$member" mirror join DEMO --member "$B" --primary "$A" --as failover
+run "$member" mirror join DEMO --member "$C" --primary "$A" --as dr
+
+step "create the mirrored database SHOP on the primary, then on the other members"
+run "$member" db create SHOP --mirror DEMO --member "$A"
+run "$member" db create SHOP --mirror DEMO --member "$B"
+run "$member" db create SHOP --mirror DEMO --member "$C"
+
+step "write on the primary; every commit is on the backup before it is acknowledged"
+for i in $(seq 1 20); do "$member" kv set --member "$A" --db SHOP "^Cart($i)" "item $i" >/dev/null; done
+run "$member" kv incr --member "$A" --db SHOP '^Orders' 20
+for _ in $(seq 1 100); do
+  "$member" status --member "$A" --json | grep -q '"journal_transfer": "Active"' && break
+  sleep 0.1
+done
+run "$member" status --member "$A" --dbs
+
+step "planned failover: B becomes primary, A continues as backup"
+run "$member" mirror failover DEMO --member "$A"
+echo "(a client that names both members follows the primary by itself:)"
+run "$member" kv incr --member "$A" --member "$B" --db SHOP '^Orders'
+for _ in $(seq 1 100); do
+  "$member" status --member "$B" --json | grep -q '"journal_transfer": "Active"' && break
+  sleep 0.1
+done
+run "$member" status --member "$B"
+
+step "all three copies are identical"
+run "$member" db hash SHOP --member "$A"
+run "$member" db hash SHOP --member "$B"
+run "$member" db hash SHOP --member "$C"
+h1=$("$member" db hash SHOP --member "$A" | cut -d' ' -f1)
+for m in "$B" "$C"; do
+  for _ in $(seq 1 50); do
+    [ "$("$member" db hash SHOP --member "$m" | cut -d' ' -f1)" = "$h1" ] && break
+    sleep 0.1
+  done
+  [ "$("$member" db hash SHOP --member "$m" | cut -d' ' -f1)" = "$h1" ] || { echo "copy on $m differs"; exit 1; }
+done
+
+step "shut the mirror down"
+for p in "${pids[@]}"; do kill -TERM "$p"; done
+for p in "${pids[@]}"; do wait "$p" || true; done
+pids=()
 echo
 echo "demo complete"

@@ -245,17 +245,23 @@ func (mir *Mirror) send(r *replica, pos journal.Position, qos time.Duration) err
 			}
 			continue
 		}
-		buf, err = wire.Compress(r.codec, buf[:0], frames)
-		if err != nil {
-			return err
+		codec, payload := r.codec, frames
+		if codec != wire.CodecNone {
+			if buf, err = wire.Compress(codec, buf[:0], frames); err != nil {
+				return err
+			}
+			payload = buf
+			if len(buf) >= len(frames) { // small or incompressible batch: send it as it is
+				codec, payload = wire.CodecNone, frames
+			}
 		}
-		batch := wire.JournalBatch{Epoch: mir.jrn.Epoch(), First: toWire(pos), Next: toWire(next), Records: countFrames(frames), Codec: r.codec, RawLen: uint32(len(frames)),
-			Payload: buf, PrimaryDurable: toWire(mir.jrn.DurableEnd()), SentUnixNano: mir.mgr.opts.Now().UnixNano()}
+		batch := wire.JournalBatch{Epoch: mir.jrn.Epoch(), First: toWire(pos), Next: toWire(next), Records: countFrames(frames), Codec: codec, RawLen: uint32(len(frames)),
+			Payload: payload, PrimaryDurable: toWire(mir.jrn.DurableEnd()), SentUnixNano: mir.mgr.opts.Now().UnixNano()}
 		if err := r.conn.WriteFrame(wire.Frame{Kind: wire.KindJournalBatch, Payload: wire.EncodeJournalBatch(nil, &batch)}); err != nil {
 			return err
 		}
 		mir.mu.Lock()
-		r.wireBytes += uint64(len(buf))
+		r.wireBytes += uint64(len(payload))
 		r.rawBytes += uint64(len(frames))
 		mir.mu.Unlock()
 		pos = next
