@@ -13,14 +13,18 @@ import (
 )
 
 type mirrorCmd struct {
-	Create     mirrorCreateCmd `cmd:"" help:"Create a mirror with this member as its first failover member (primary in epoch 1)."`
-	Join       mirrorJoinCmd   `cmd:"" help:"Join this member to a mirror as failover, dr, reporting-ro or reporting-rw."`
-	Failover   mirrorNameCmd   `cmd:"" help:"Planned failover: hand the primary role to the Active backup."`
-	NoFailover mirrorFlagCmd   `cmd:"" name:"no-failover" help:"Set (or --clear) the no-failover flag on the primary."`
-	Pause      mirrorDBCmd     `cmd:"" help:"Pause dejournaling of one database (--db) or of the whole mirror."`
-	Resume     mirrorDBCmd     `cmd:"" help:"Resume dejournaling of one database (--db) or of the whole mirror."`
-	Stop       mirrorNameCmd   `cmd:"" help:"Stop mirroring on this backup or async (persists across restarts)."`
-	Start      mirrorNameCmd   `cmd:"" help:"Start mirroring again on this backup or async."`
+	Create       mirrorCreateCmd `cmd:"" help:"Create a mirror with this member as its first failover member (primary in epoch 1)."`
+	Join         mirrorJoinCmd   `cmd:"" help:"Join this member to a mirror as failover, dr, reporting-ro or reporting-rw."`
+	Failover     mirrorNameCmd   `cmd:"" help:"Planned failover: hand the primary role to the Active backup."`
+	NoFailover   mirrorFlagCmd   `cmd:"" name:"no-failover" help:"Set (or --clear) the no-failover flag on the primary."`
+	Pause        mirrorDBCmd     `cmd:"" help:"Pause dejournaling of one database (--db) or of the whole mirror."`
+	Resume       mirrorDBCmd     `cmd:"" help:"Resume dejournaling of one database (--db) or of the whole mirror."`
+	Stop         mirrorNameCmd   `cmd:"" help:"Stop mirroring on this backup or async (persists across restarts)."`
+	Promote      mirrorNameCmd   `cmd:"" help:"Promote this DR async to failover member (the current backup becomes a DR async)."`
+	Demote       mirrorNameCmd   `cmd:"" help:"Demote this backup to DR async."`
+	RemoveMember mirrorNameCmd   `cmd:"" name:"remove-member" help:"Take this member out of the mirror; its mirrored databases become local databases."`
+	Remove       mirrorNameCmd   `cmd:"" help:"Remove the whole mirror, run on its primary: asyncs first, then the backup, then the primary."`
+	Start        mirrorNameCmd   `cmd:"" help:"Start mirroring again on this backup or async."`
 }
 
 type mirrorCreateCmd struct {
@@ -96,6 +100,15 @@ func (c *mirrorNameCmd) Run(kctx *kong.Context) error {
 		err = c.admin(ctx, http.MethodPost, path+"/failover", nil, &st)
 	case "stop", "start":
 		err = c.admin(ctx, http.MethodPost, path+"/mirroring", server.MirrorActionRequest{On: verb == "start"}, &st)
+	case "promote", "demote":
+		err = c.admin(ctx, http.MethodPost, path+"/"+verb, struct{}{}, &st)
+	case "remove-member", "remove":
+		action := map[string]string{"remove-member": "/leave", "remove": "/remove"}[verb]
+		if err := c.admin(ctx, http.MethodPost, path+action, struct{}{}, nil); err != nil {
+			return err
+		}
+		fmt.Printf("mirror %s: %s done\n", name, verb)
+		return nil
 	}
 	if err != nil {
 		return err
@@ -106,10 +119,21 @@ func (c *mirrorNameCmd) Run(kctx *kong.Context) error {
 	switch verb {
 	case "failover":
 		fmt.Printf("mirror %s: %s is now primary (epoch %d); %s continues as backup\n", st.Mirror, st.Primary, st.Epoch, st.Member)
+	case "promote", "demote":
+		fmt.Printf("mirror %s: %s is now a %s member\n", st.Mirror, st.Member, row(st, st.Member).Type)
 	default:
 		fmt.Printf("mirror %s: mirroring %s on %s\n", st.Mirror, map[string]string{"stop": "stopped", "start": "started"}[verb], st.Member)
 	}
 	return nil
+}
+
+func row(st mirror.Status, name string) mirror.MemberStatus {
+	for _, r := range st.Members {
+		if r.Name == name {
+			return r
+		}
+	}
+	return mirror.MemberStatus{}
 }
 
 type mirrorFlagCmd struct {

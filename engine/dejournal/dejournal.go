@@ -88,8 +88,8 @@ type Status struct {
 	// LastAppliedTime is the journal time of the newest record up to which every database that is not paused or catching
 	// up has applied everything.
 	LastAppliedTime time.Time
-	Stopped         bool // whole mirror paused (operator or error)
-	Err             string
+	Stopped         bool   // whole mirror paused (operator or error)
+	Err             string // the apply error that stopped the mirror, naming the database
 	Databases       []DBStatus
 }
 
@@ -206,7 +206,8 @@ func New(opts Options) *Dejournaler {
 	return d
 }
 
-// AddTarget starts dejournaling into t from its own applied positions. A target of the same name is replaced.
+// AddTarget starts dejournaling into t from its own applied positions: records whose DB equals t.Name() are applied to it.
+// A target of the same name is replaced. While Run is active, a target behind the main reader catches up on its own reader.
 func (d *Dejournaler) AddTarget(t Target) {
 	base, parts := t.AppliedPositions()
 	d.mu.Lock()

@@ -27,7 +27,7 @@ type receiverStatus struct {
 // runReceiver keeps a stream from the primary open, finding the primary among the failover members when it moves.
 func (mir *Mirror) runReceiver(ctx context.Context) {
 	backoff := 20 * time.Millisecond
-	redirect := ""
+	redirect, lastRefusal := "", ""
 	for ctx.Err() == nil {
 		addrs := mir.primaryCandidates(redirect)
 		redirect = ""
@@ -48,7 +48,16 @@ func (mir *Mirror) runReceiver(ctx context.Context) {
 			}
 			mir.notifyLocked()
 			mir.mu.Unlock()
-			if err != nil {
+			var refused *wire.Error
+			switch {
+			case err == nil:
+			case errors.As(err, &refused) && refused.Code != wire.CodeNotPrimary:
+				// The primary refused this member: say it once per distinct reason, the operator must act.
+				if refused.Message != lastRefusal {
+					mir.log.Warn().Str("addr", addr).Str("reason", refused.Message).Msg("the primary refused the journal stream")
+					lastRefusal = refused.Message
+				}
+			default:
 				mir.log.Debug().Err(err).Str("addr", addr).Msg("stream from primary ended")
 			}
 			if next != "" {
@@ -138,7 +147,8 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 		return "", false, err
 	}
 	mir.mu.Lock()
-	mir.recv = receiverStatus{connected: true, primary: accept.Primary, since: mir.mgr.opts.Now(), lastReceived: mir.recv.lastReceived}
+	mir.recv = receiverStatus{connected: true, primary: accept.Primary, since: mir.mgr.opts.Now(), lastReceived: mir.recv.lastReceived,
+		wireBytes: mir.recv.wireBytes, rawBytes: mir.recv.rawBytes}
 	mir.notifyLocked()
 	mir.mu.Unlock()
 	mir.log.Info().Str("primary", accept.Primary).Str("from", from.String()).Str("codec", accept.Codec.String()).Msg("receiving the mirror journal")
@@ -276,6 +286,11 @@ func (mir *Mirror) applyConfig(data []byte) error {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return fmt.Errorf("mirror configuration from the primary: %w", err)
 	}
+	return mir.applyConfigValue(cfg)
+}
+
+// applyConfigValue persists a configuration from the primary if it is newer than this member's.
+func (mir *Mirror) applyConfigValue(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("mirror configuration from the primary: %w", err)
 	}

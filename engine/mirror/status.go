@@ -47,6 +47,7 @@ type MemberStatus struct {
 	Addr            string `json:"addr"`
 	Received        string `json:"received,omitempty"` // durable position received (acked)
 	Applied         string `json:"applied,omitempty"`
+	Error           string `json:"error,omitempty"` // why this member's stream is not running, as it last heard
 }
 
 // DatabaseStatus is one mirrored database on the member reporting it.
@@ -147,6 +148,9 @@ func (mir *Mirror) LocalStatus() Status {
 			}
 		case mc.Name == mir.mgr.opts.Self:
 			row.Status, row.JournalTransfer = mir.replicaStatusLocked(mc, now)
+			if !mir.recv.connected {
+				row.Error = mir.recv.err
+			}
 			row.Received = durable.String()
 			st.WireBytes, st.JournalBytes = mir.recv.wireBytes, mir.recv.rawBytes
 		}

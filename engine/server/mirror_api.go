@@ -139,6 +139,56 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 			})
 		})
 	}
+	mux.HandleFunc("POST /api/v1/mirrors/{name}/members/{member}/type", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Type string `json:"type"`
+		}
+		if err := decodeBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		respond(w, func() (any, error) {
+			mir, err := s.mirrors.Mirror(r.PathValue("name"))
+			if err != nil {
+				return nil, err
+			}
+			return mir.SetMemberType(r.PathValue("member"), mirror.MemberType(req.Type))
+		})
+	})
+	mux.HandleFunc("POST /api/v1/mirrors/{name}/members/{member}/remove", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) {
+			mir, err := s.mirrors.Mirror(r.PathValue("name"))
+			if err != nil {
+				return nil, err
+			}
+			return mir.RemoveMember(r.PathValue("member"))
+		})
+	})
+	// promote and demote run on the member whose type changes; it asks the primary.
+	for path, t := range map[string]mirror.MemberType{"promote": mirror.Failover, "demote": mirror.DR} {
+		mux.HandleFunc("POST /api/v1/mirrors/{name}/"+path, func(w http.ResponseWriter, r *http.Request) {
+			respond(w, func() (any, error) {
+				mir, err := s.mirrors.Mirror(r.PathValue("name"))
+				if err != nil {
+					return nil, err
+				}
+				if err := mir.RequestType(r.Context(), t); err != nil {
+					return nil, err
+				}
+				return mir.LocalStatus(), nil
+			})
+		})
+	}
+	mux.HandleFunc("POST /api/v1/mirrors/{name}/leave", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) {
+			return map[string]string{"left": r.PathValue("name")}, s.mirrors.Leave(r.Context(), r.PathValue("name"))
+		})
+	})
+	mux.HandleFunc("POST /api/v1/mirrors/{name}/remove", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) {
+			return map[string]string{"removed": r.PathValue("name")}, s.mirrors.RemoveMirror(r.Context(), r.PathValue("name"))
+		})
+	})
 	action("no-failover", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.SetNoFailover(req.On) })
 	action("dejournal", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.PauseDejournal(req.DB, !req.On) })
 	action("mirroring", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.SetMirroring(req.On) })

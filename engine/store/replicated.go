@@ -2,10 +2,12 @@ package store
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
 // ApplyReplicated applies one transaction's records received from a mirror primary (all for this database, in journal order)
@@ -76,4 +78,52 @@ func (d *Database) AppliedPositions() (journal.Position, [Partitions]journal.Pos
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.applied, d.parts
+}
+
+// Detach takes a database out of its mirror: it becomes a database on the local journal, writable on this member, starting
+// at the local journal's end (its mirror journal positions no longer mean anything to it).
+func (s *Store) Detach(name string) error {
+	canon, err := CanonicalDatabaseName(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.cat.find(canon)
+	if !ok {
+		return fmt.Errorf("no database %s: %w", canon, wire.ErrNoSuchDatabase)
+	}
+	if s.cat.Databases[i].Mirror == "" {
+		return nil
+	}
+	if d, ok := s.dbs[canon]; ok {
+		d.mu.Lock()
+		b := d.pdb.NewBatch()
+		start := s.opts.Journal.AppendedEnd()
+		_ = b.Set(metaApplied, start.Encode(), nil)
+		for p := range Partitions {
+			_ = b.Delete(metaPartition(p), nil)
+		}
+		err := b.Commit(pebble.NoSync)
+		b.Close()
+		if err == nil {
+			err = d.pdb.Flush()
+		}
+		if err != nil {
+			d.mu.Unlock()
+			return fmt.Errorf("detach database %s: %w", canon, err)
+		}
+		d.applied, d.parts, d.flushed, d.mirror = start, [Partitions]journal.Position{}, start, ""
+		d.attach.Store(&Attachment{Journal: s.opts.Journal})
+		d.mu.Unlock()
+	}
+	next := s.cat
+	next.Databases = slices.Clone(s.cat.Databases)
+	next.Databases[i].Mirror = ""
+	if err := next.save(s.catalogPath()); err != nil {
+		return err
+	}
+	s.cat = next
+	s.log.Info().Str("db", canon).Msg("database taken out of its mirror; it is now a local database")
+	return nil
 }

@@ -1,0 +1,161 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
+	"github.com/mirrorkit/mirrorkit/internal/testcluster"
+)
+
+func writeN(t *testing.T, n *testcluster.Node, prefix string, count int) {
+	t.Helper()
+	c := n.Client(t, 2)
+	for i := 0; i < count; i++ {
+		if err := c.Set(context.Background(), "APP", fmt.Sprintf(`^%s(%d)`, prefix, i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func dbStatusOn(n *testcluster.Node) (string, error) {
+	var sts []mirror.Status
+	if _, err := n.TryAdminGet("/api/v1/mirror/local", &sts); err != nil {
+		return "", err
+	}
+	if len(sts) == 0 || len(sts[0].Databases) == 0 {
+		return "", fmt.Errorf("no mirrored database on %s", n.Name)
+	}
+	return sts[0].Databases[0].Status, nil
+}
+
+func TestOperatorActions(t *testing.T) {
+	c := testcluster.New(t)
+	for _, n := range []string{"A", "B", "C", "D"} {
+		c.Add(n)
+	}
+	defer dumpLogs(t, c)
+	newMirror(t, c, []member{{"A", ""}, {"B", "failover"}, {"C", "dr"}, {"D", "reporting-ro"}})
+	A, B, C, D := c.Node("A"), c.Node("B"), c.Node("C"), c.Node("D")
+	waitTransfer(t, c, "A", "B", mirror.TransferActive)
+
+	// Pause dejournaling of one database on the DR async: journal transfer goes on, the database stays behind.
+	mustNode(t, C, "mirror", "pause", "MIR", "--db", "app")
+	writeN(t, A, "P", 50)
+	c.WaitFor(t, "APP on C shows Dejournaling Stopped", 30*time.Second, func() (bool, error) {
+		s, err := dbStatusOn(C)
+		return s == mirror.DBStopped, fmt.Errorf("status %q (%v)", s, err)
+	})
+	waitTransfer(t, c, "A", "C", mirror.CaughtUp)
+	if hc, _ := hashOf(C); hc.Nodes >= 50 {
+		t.Fatalf("paused database applied %d nodes", hc.Nodes)
+	}
+	mustNode(t, C, "mirror", "resume", "MIR", "--db", "APP")
+
+	// Stop mirroring on the reporting async; it stays stopped across a restart, then starts again.
+	mustNode(t, D, "mirror", "stop", "MIR")
+	D.Terminate()
+	D.Restart()
+	c.WaitFor(t, "D shows Stopped", 30*time.Second, func() (bool, error) {
+		st, err := monitor(A)
+		return row(st, "D").Status == mirror.StatusStopped, fmt.Errorf("D is %+v (%v)", row(st, "D"), err)
+	})
+	writeN(t, A, "Q", 20)
+	mustNode(t, D, "mirror", "start", "MIR")
+	waitConverged(t, c)
+
+	// Promote the DR async to failover member: it becomes the backup and the old backup a DR async.
+	mustNode(t, C, "mirror", "promote", "MIR")
+	waitTransfer(t, c, "A", "C", mirror.TransferActive)
+	st, _ := monitor(A)
+	if row(st, "B").Type != mirror.DR.Label() || row(st, "C").Type != mirror.Failover.Label() {
+		t.Fatalf("after promote: B is %s, C is %s", row(st, "B").Type, row(st, "C").Type)
+	}
+	mustNode(t, A, "mirror", "failover", "MIR")
+	waitTransfer(t, c, "C", "A", mirror.TransferActive)
+	// Demote the backup (A) to DR: the primary C then has no backup to wait for.
+	mustNode(t, A, "mirror", "demote", "MIR")
+	c.WaitFor(t, "A is a DR async", 30*time.Second, func() (bool, error) {
+		st, err := monitor(C)
+		return row(st, "A").Type == mirror.DR.Label() && row(st, "A").JournalTransfer == mirror.CaughtUp, fmt.Errorf("A is %+v (%v)", row(st, "A"), err)
+	})
+	if r := C.CLI(t, "mirror", "failover", "MIR"); r.ExitCode != 1 || !strings.Contains(r.Stderr, "Active backup") {
+		t.Fatalf("failover without a backup: exit %d %q", r.ExitCode, r.Stderr)
+	}
+
+	// A member leaves: its copy becomes a local, writable database. Then the whole mirror is removed from the primary.
+	mustNode(t, D, "mirror", "remove-member", "MIR")
+	mustNode(t, D, "kv", "set", "^Local", "mine", "--db", "APP")
+	mustNode(t, C, "mirror", "remove", "MIR")
+	for _, n := range []*testcluster.Node{A, B, C} {
+		var sts []mirror.Status
+		n.AdminGet(t, "/api/v1/mirror/local", &sts)
+		if len(sts) != 0 {
+			t.Errorf("%s still in a mirror after remove: %+v", n.Name, sts)
+		}
+		mustNode(t, n, "kv", "set", "^Local", "mine", "--db", "APP")
+	}
+}
+
+// TestPurgeHoldback checks that the primary keeps the mirror journal a disconnected async still needs, and stops holding it
+// once the async has been gone longer than the mirror's async holdback.
+func TestPurgeHoldback(t *testing.T) {
+	c := testcluster.New(t)
+	args := []string{"--segment-size", "1048576", "--keep-segments", "1", "--max-age", "1ms", "--purge-interval", "100ms"}
+	for _, n := range []string{"A", "C", "E"} {
+		c.Add(n, args...)
+	}
+	defer dumpLogs(t, c)
+	newMirror(t, c, []member{{"A", ""}, {"C", "dr"}, {"E", "dr"}}, "--async-holdback", "3s")
+	A, C, E := c.Node("A"), c.Node("C"), c.Node("E")
+	waitTransfer(t, c, "A", "C", mirror.CaughtUp)
+	C.Kill()
+	E.Kill()
+	big := strings.Repeat("x", 64<<10)
+	cl := A.Client(t, 2)
+	// segments returns the number of the oldest mirror journal segment the primary still has.
+	segments := func() int {
+		var sts []mirror.Status
+		A.AdminGet(t, "/api/v1/mirror/local", &sts)
+		first, err := journal.ParsePosition(sts[0].JournalFirst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(first.Segment)
+	}
+	for i := 0; i < 60; i++ { // about 4 MiB: several segments
+		if err := cl.Set(context.Background(), "APP", fmt.Sprintf(`^Big(%d)`, i), []byte(big)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Within the holdback, the primary still starts at segment 1 however often it purges.
+	for i := 0; i < 5; i++ {
+		if first := segments(); first != 1 {
+			t.Fatalf("primary purged up to segment %d while asyncs that need segment 1 are disconnected for less than the holdback", first)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	C.Restart()
+	waitTransfer(t, c, "A", "C", mirror.CaughtUp)
+	// E stays away past the holdback: the primary purges what only E needed, and E is told to rebuild.
+	c.WaitFor(t, "the primary purges past E's position", 30*time.Second, func() (bool, error) {
+		first := segments()
+		return first > 1, fmt.Errorf("first segment %d", first)
+	})
+	E.Restart()
+	c.WaitFor(t, "E reports the purged journal", 30*time.Second, func() (bool, error) {
+		var sts []mirror.Status
+		if _, err := E.TryAdminGet("/api/v1/mirror/local", &sts); err != nil {
+			return false, err
+		}
+		msg := row(sts[0], "E").Error
+		return strings.Contains(msg, "purged") && strings.Contains(msg, "newer backup"), fmt.Errorf("E's stream error: %q", msg)
+	})
+	if !strings.Contains(E.LogTail(50), "refused the journal stream") {
+		t.Fatalf("E does not log the refusal:\n%s", E.LogTail(20))
+	}
+}
