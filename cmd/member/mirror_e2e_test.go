@@ -3,6 +3,8 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -298,6 +300,22 @@ func TestMirrorConvergesAcrossMemberTypes(t *testing.T) {
 	}
 	if got := c.Node("B").AdminGet(t, "/mirror/health?role=backup", nil); got != 200 {
 		t.Errorf("/mirror/health?role=backup on B = %d", got)
+	}
+	for name, wants := range map[string][]string{
+		"A": {`mirrorkit_mirror_ack_latency_seconds_count`, `mirrorkit_mirror_journal_latency_bytes{member="B",mirror="MIR"}`, `mirrorkit_mirror_journal_latency_seconds{member="C",mirror="MIR"}`, `mirrorkit_mirror_primary{mirror="MIR"} 1`},
+		"B": {`mirrorkit_mirror_dejournal_latency_seconds{mirror="MIR"}`, `mirrorkit_mirror_dejournal_latency_bytes{mirror="MIR"}`, `mirrorkit_mirror_arrival_bytes_total{form="wire",mirror="MIR"}`, `mirrorkit_mirror_compression_ratio{mirror="MIR"}`},
+	} {
+		resp, err := http.Get("http://" + c.Node(name).AdminAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, w := range wants {
+			if !strings.Contains(string(body), w) {
+				t.Errorf("/metrics on %s lacks %s", name, w)
+			}
+		}
 	}
 	out := mustNode(t, c.Node("B"), "status", "--dbs")
 	for _, s := range []string{"Active", "Disaster Recovery", "Read-Only Reporting", "APP", "Dejournaling", "no arbiter"} {

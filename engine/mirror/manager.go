@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
@@ -40,6 +41,8 @@ type Manager struct {
 	log   zerolog.Logger
 	store *store.Store
 
+	ackLatency prometheus.Histogram
+
 	mu      sync.Mutex
 	mirrors map[string]*Mirror
 	ctx     context.Context
@@ -54,7 +57,8 @@ func Load(opts Options) (*Manager, error) {
 		opts.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{opts: opts, log: opts.Logger.With().Str("component", "mirror").Logger(), mirrors: map[string]*Mirror{}, ctx: ctx, cancel: cancel}
+	m := &Manager{opts: opts, log: opts.Logger.With().Str("component", "mirror").Logger(), mirrors: map[string]*Mirror{}, ctx: ctx, cancel: cancel,
+		ackLatency: newAckLatency()}
 	entries, err := os.ReadDir(m.root())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("mirrors: %w", err)

@@ -368,7 +368,9 @@ func (mir *Mirror) waitBackup(ctx context.Context, pos journal.Position) error {
 	if r == nil || !(r.active || r.activating) {
 		return nil
 	}
-	deadline := time.Now().Add(mir.st.Config.QoS.Duration)
+	started := time.Now()
+	defer func() { mir.mgr.ackLatency.Observe(since(started)) }()
+	deadline := started.Add(mir.st.Config.QoS.Duration)
 	for r.acked.Less(pos) && (r.active || r.activating) && !r.ended() {
 		left := time.Until(deadline)
 		if left <= 0 {

@@ -91,6 +91,7 @@ func (s *Server) openStorage() error {
 		return err
 	}
 	s.mirrors = mgr
+	s.metrics.registry.MustRegister(mgr.Metrics())
 	st, err := store.Open(store.Options{Dir: s.cfg.DataDir, Journal: jrn, Mirrors: mgr.Attachments(), Logger: s.log, MaxValueSize: s.cfg.MaxValueSize})
 	if err != nil {
 		mgr.CloseJournals()
