@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/alecthomas/kong"
@@ -20,6 +21,8 @@ type dbCmd struct {
 	Dismount dbNameCmd   `cmd:"" help:"Flush and dismount a database (its data stays on disk)."`
 	Delete   dbNameCmd   `cmd:"" help:"Delete a database and its files."`
 	Hash     dbNameCmd   `cmd:"" help:"Print a logical hash of a database's content (compare copies across members)."`
+	Remove   dbNameCmd   `cmd:"" help:"Take a mirrored database out of its mirror (on the primary first: permanent for the mirror; the copy stays as a local database)."`
+	Catchup  dbNameCmd   `cmd:"" help:"Resume dejournaling of a mirrored database that was paused or stopped by an error; it catches up from its position."`
 }
 
 type dbCreateCmd struct {
@@ -87,6 +90,13 @@ func (c *dbNameCmd) Run(kctx *kong.Context) error {
 			return err
 		}
 		return printInfo(c.JSON, info, "dismounted")
+	case "db remove <name>", "db catchup <name>":
+		verb := strings.Fields(action)[1]
+		path += map[string]string{"remove": "/remove-from-mirror", "catchup": "/catchup"}[verb]
+		if err := c.admin(ctx, http.MethodPost, path, struct{}{}, &info); err != nil {
+			return err
+		}
+		return printInfo(c.JSON, info, map[string]string{"remove": "removed from its mirror", "catchup": "catching up"}[verb])
 	case "db hash <name>":
 		var h store.LogicalHash
 		if err := c.admin(ctx, http.MethodGet, path+"/hash", nil, &h); err != nil {

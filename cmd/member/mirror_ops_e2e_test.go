@@ -54,7 +54,7 @@ func TestOperatorActions(t *testing.T) {
 	if hc, _ := hashOf(C); hc.Nodes >= 50 {
 		t.Fatalf("paused database applied %d nodes", hc.Nodes)
 	}
-	mustNode(t, C, "mirror", "resume", "MIR", "--db", "APP")
+	mustNode(t, C, "db", "catchup", "APP")
 
 	// Stop mirroring on the reporting async; it stays stopped across a restart, then starts again.
 	mustNode(t, D, "mirror", "stop", "MIR")
@@ -87,11 +87,19 @@ func TestOperatorActions(t *testing.T) {
 		t.Fatalf("failover without a backup: exit %d %q", r.ExitCode, r.Stderr)
 	}
 
+	// Removing the database from the mirror on the primary makes the other copies Obsolete.
+	mustNode(t, C, "db", "remove", "APP")
+	c.WaitFor(t, "APP is Obsolete on B", 30*time.Second, func() (bool, error) {
+		s, err := dbStatusOn(B)
+		return s == mirror.DBObsolete, fmt.Errorf("status %q (%v)", s, err)
+	})
+	mustNode(t, C, "kv", "set", "^Local", "mine", "--db", "APP")
+
 	// A member leaves: its copy becomes a local, writable database. Then the whole mirror is removed from the primary.
 	mustNode(t, D, "mirror", "remove-member", "MIR")
 	mustNode(t, D, "kv", "set", "^Local", "mine", "--db", "APP")
 	mustNode(t, C, "mirror", "remove", "MIR")
-	for _, n := range []*testcluster.Node{A, B, C} {
+	for _, n := range []*testcluster.Node{A, B} {
 		var sts []mirror.Status
 		n.AdminGet(t, "/api/v1/mirror/local", &sts)
 		if len(sts) != 0 {

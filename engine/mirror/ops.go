@@ -292,3 +292,43 @@ func errNotPrimary(err error) bool {
 	var we *wire.Error
 	return errors.As(err, &we) && we.Code == wire.CodeNotPrimary
 }
+
+// RemoveDatabase takes a database out of the mirror on this member. On the primary this is permanent for the mirror (the
+// other members then show their copies as Obsolete); anywhere, the local copy becomes a local, non-mirrored database.
+func (m *Manager) RemoveDatabase(name, mirror string) error {
+	mir, err := m.Mirror(mirror)
+	if err != nil {
+		return err
+	}
+	canon, err := store.CanonicalDatabaseName(name)
+	if err != nil {
+		return err
+	}
+	info, err := m.store.Get(canon)
+	if err != nil {
+		return err
+	}
+	if info.Mirror != mir.name {
+		return fmt.Errorf("database %s is not in mirror %s on member %s", canon, mir.name, m.opts.Self)
+	}
+	if mir.Role() == RolePrimary {
+		if err := mir.update(func(st *localState) error {
+			st.Config.Databases = slices.DeleteFunc(st.Config.Databases, func(s string) bool { return s == canon })
+			if !slices.Contains(st.Config.Removed, canon) {
+				st.Config.Removed = append(st.Config.Removed, canon)
+			}
+			st.Config.Version++
+			return nil
+		}); err != nil {
+			return err
+		}
+		mir.broadcastConfig()
+	}
+	mir.mu.Lock()
+	dj := mir.dj
+	mir.mu.Unlock()
+	if dj != nil {
+		dj.RemoveTarget(canon)
+	}
+	return m.store.Detach(canon)
+}

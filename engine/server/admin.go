@@ -81,6 +81,40 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/databases/{name}/hash", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) { return s.store.Hash(r.PathValue("name")) })
 	})
+	mux.HandleFunc("POST /api/v1/databases/{name}/remove-from-mirror", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) {
+			info, err := s.store.Get(r.PathValue("name"))
+			if err != nil {
+				return nil, err
+			}
+			if info.Mirror == "" {
+				return nil, fmt.Errorf("database %s is not mirrored: %w", info.Name, wire.ErrBadRequest)
+			}
+			if err := s.mirrors.RemoveDatabase(info.Name, info.Mirror); err != nil {
+				return nil, err
+			}
+			return s.store.Get(info.Name)
+		})
+	})
+	mux.HandleFunc("POST /api/v1/databases/{name}/catchup", func(w http.ResponseWriter, r *http.Request) {
+		respond(w, func() (any, error) {
+			info, err := s.store.Get(r.PathValue("name"))
+			if err != nil {
+				return nil, err
+			}
+			if info.Mirror == "" {
+				return nil, fmt.Errorf("database %s is not mirrored: %w", info.Name, wire.ErrBadRequest)
+			}
+			mir, err := s.mirrors.Mirror(info.Mirror)
+			if err != nil {
+				return nil, err
+			}
+			if err := mir.PauseDejournal(info.Name, false); err != nil {
+				return nil, err
+			}
+			return s.store.Get(info.Name)
+		})
+	})
 	mux.HandleFunc("POST /api/v1/databases/{name}/mount", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) { return s.store.Mount(r.PathValue("name")) })
 	})
