@@ -131,13 +131,16 @@ func hashOf(n *testcluster.Node) (store.LogicalHash, error) {
 	return h, err
 }
 
-// waitConverged waits until every member's copy of APP has the same logical hash, and returns it.
-func waitConverged(t *testing.T, c *testcluster.Cluster) store.LogicalHash {
+// waitConverged waits until the copies of APP on nodes (default: every member) have the same logical hash, and returns it.
+func waitConverged(t *testing.T, c *testcluster.Cluster, nodes ...*testcluster.Node) store.LogicalHash {
 	t.Helper()
+	if len(nodes) == 0 {
+		nodes = c.Nodes()
+	}
 	var h store.LogicalHash
 	c.WaitFor(t, "all copies of APP converge", 60*time.Second, func() (bool, error) {
 		var first store.LogicalHash
-		for i, n := range c.Nodes() {
+		for i, n := range nodes {
 			got, err := hashOf(n)
 			if err != nil {
 				return false, err
@@ -147,7 +150,7 @@ func waitConverged(t *testing.T, c *testcluster.Cluster) store.LogicalHash {
 				continue
 			}
 			if got != first {
-				return false, fmt.Errorf("%s has %d nodes (%s…), %s has %d (%s…)", c.Nodes()[0].Name, first.Nodes, first.SHA256[:12], n.Name, got.Nodes, got.SHA256[:12])
+				return false, fmt.Errorf("%s has %d nodes (%s…), %s has %d (%s…)", nodes[0].Name, first.Nodes, first.SHA256[:12], n.Name, got.Nodes, got.SHA256[:12])
 			}
 		}
 		h = first

@@ -35,13 +35,29 @@ func dbStatusOn(n *testcluster.Node) (string, error) {
 
 func TestOperatorActions(t *testing.T) {
 	c := testcluster.New(t)
-	for _, n := range []string{"A", "B", "C", "D"} {
+	for _, n := range []string{"A", "B", "C", "D", "E"} {
 		c.Add(n)
 	}
 	defer dumpLogs(t, c)
 	newMirror(t, c, []member{{"A", ""}, {"B", "failover"}, {"C", "dr"}, {"D", "reporting-ro"}})
-	A, B, C, D := c.Node("A"), c.Node("B"), c.Node("C"), c.Node("D")
+	A, B, C, D, E := c.Node("A"), c.Node("B"), c.Node("C"), c.Node("D"), c.Node("E")
 	waitTransfer(t, c, "A", "B", mirror.TransferActive)
+
+	// Membership rules: two failover members at most; a failover or DR member belongs to one mirror only.
+	for _, tc := range []struct {
+		n    *testcluster.Node
+		args []string
+		want string
+	}{
+		{E, []string{"mirror", "join", "MIR", "--primary", A.Addr, "--as", "failover"}, "at most 2"},
+		{B, []string{"mirror", "create", "OTHER"}, "one mirror only"},
+		{C, []string{"mirror", "join", "OTHER", "--primary", A.Addr, "--as", "dr"}, "one mirror only"},
+		{E, []string{"mirror", "join", "bad-name", "--primary", A.Addr, "--as", "dr"}, "not a letter or digit"},
+	} {
+		if r := tc.n.CLI(t, tc.args...); r.ExitCode == 0 || !strings.Contains(r.Stderr, tc.want) {
+			t.Errorf("%s on %s: exit %d %q, want an error about %q", strings.Join(tc.args, " "), tc.n.Name, r.ExitCode, r.Stderr, tc.want)
+		}
+	}
 
 	// Pause dejournaling of one database on the DR async: journal transfer goes on, the database stays behind.
 	mustNode(t, C, "mirror", "pause", "MIR", "--db", "app")
@@ -66,7 +82,7 @@ func TestOperatorActions(t *testing.T) {
 	})
 	writeN(t, A, "Q", 20)
 	mustNode(t, D, "mirror", "start", "MIR")
-	waitConverged(t, c)
+	waitConverged(t, c, A, B, C, D)
 
 	// Promote the DR async to failover member: it becomes the backup and the old backup a DR async.
 	mustNode(t, C, "mirror", "promote", "MIR")

@@ -1,0 +1,126 @@
+package mirror
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+func TestCanonicalMirrorName(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"mir1", "MIR1", true},
+		{"ABCDEFGHIJKLMNO", "ABCDEFGHIJKLMNO", true},
+		{"", "", false},
+		{"ABCDEFGHIJKLMNOP", "", false},
+		{"my-mirror", "", false},
+		{"m_1", "", false},
+	} {
+		got, err := CanonicalMirrorName(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("CanonicalMirrorName(%q) = %q, %v", tc.in, got, err)
+		}
+		if err != nil && !errors.Is(err, wire.ErrInvalidName) {
+			t.Errorf("error for %q is not ErrInvalidName: %v", tc.in, err)
+		}
+	}
+}
+
+func testConfig(members ...MemberConfig) Config {
+	return Config{Name: "M", Version: 1, Epoch: 1, Primary: "A", QoS: Duration{2 * time.Second}, Members: members}
+}
+
+func TestConfigValidate(t *testing.T) {
+	fo := func(n string) MemberConfig { return MemberConfig{Name: n, Type: Failover} }
+	dr := func(n string) MemberConfig { return MemberConfig{Name: n, Type: DR} }
+	many := []MemberConfig{fo("A"), fo("B")}
+	for i := 0; i < 14; i++ {
+		many = append(many, dr(fmt.Sprintf("D%d", i)))
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"primary and backup", testConfig(fo("A"), fo("B"), dr("C")), ""},
+		{"sixteen members", testConfig(many...), ""},
+		{"seventeen members", testConfig(append(many, dr("X"))...), "at most 16"},
+		{"three failover members", testConfig(fo("A"), fo("B"), fo("C")), "at most 2"},
+		{"primary is an async", Config{Name: "M", Primary: "C", Members: []MemberConfig{fo("A"), dr("C")}}, "not a failover member"},
+		{"unknown primary", Config{Name: "M", Primary: "Z", Members: []MemberConfig{fo("A")}}, "not a failover member"},
+		{"duplicate member", testConfig(fo("A"), dr("A")), "listed twice"},
+	} {
+		err := tc.cfg.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: Validate() = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestCodecSelection(t *testing.T) {
+	cfg := testConfig()
+	if c, _ := cfg.codecFor(Failover); c != wire.CodecLZ4 {
+		t.Errorf("system-selected codec to the backup = %s, want lz4", c)
+	}
+	if c, _ := cfg.codecFor(ReportingRO); c != wire.CodecZstd {
+		t.Errorf("system-selected codec to asyncs = %s, want zstd", c)
+	}
+	cfg.CompressionFailover, cfg.CompressionAsync = "none", "lz4"
+	if c, _ := cfg.codecFor(Failover); c != wire.CodecNone {
+		t.Errorf("codec to the backup = %s, want none", c)
+	}
+	if c, _ := cfg.codecFor(DR); c != wire.CodecLZ4 {
+		t.Errorf("codec to a DR async = %s, want lz4", c)
+	}
+}
+
+func TestParseMemberType(t *testing.T) {
+	for _, s := range []string{"failover", "DR", "reporting-ro", "reporting-rw"} {
+		if _, err := ParseMemberType(s); err != nil {
+			t.Errorf("ParseMemberType(%q): %v", s, err)
+		}
+	}
+	if _, err := ParseMemberType("backup"); err == nil {
+		t.Error("ParseMemberType accepted \"backup\"")
+	}
+	if !ReportingRW.IsReporting() || DR.IsReporting() || Failover.IsAsync() || !DR.IsAsync() {
+		t.Error("member type predicates are wrong")
+	}
+}
+
+func TestMergeTakesTransferFromPrimaryAndDejournalingFromMembers(t *testing.T) {
+	primary := Status{Mirror: "M", Primary: "A", Members: []MemberStatus{
+		{Name: "A", Status: StatusPrimary, JournalTransfer: TransferNA, Dejournaling: TransferNA},
+		{Name: "B", Status: StatusBackup, JournalTransfer: TransferActive},
+		{Name: "C", Status: StatusDown, JournalTransfer: "Disconnected"},
+	}}
+	locals := map[string]Status{
+		"B": {Members: []MemberStatus{{Name: "B", Status: StatusBackup, JournalTransfer: CaughtUp, Dejournaling: CaughtUp}}},
+		"C": {Members: []MemberStatus{{Name: "C", Status: StatusStopped, JournalTransfer: "Disconnected on 2026-01-01T00:00:00Z", Dejournaling: DejournalStopped}}},
+	}
+	got := Merge(primary, locals)
+	if b := got.Members[1]; b.JournalTransfer != TransferActive || b.Dejournaling != CaughtUp {
+		t.Errorf("B merged as %+v", b)
+	}
+	if c := got.Members[2]; c.Status != StatusStopped || c.Dejournaling != DejournalStopped || !strings.HasPrefix(c.JournalTransfer, "Disconnected on") {
+		t.Errorf("C merged as %+v", c)
+	}
+	if primary.Members[1].Dejournaling != "" {
+		t.Error("Merge modified its input")
+	}
+}
+
+func TestBehindText(t *testing.T) {
+	if behind(300*time.Millisecond) != CaughtUp {
+		t.Error("under a second should read Caught up")
+	}
+	if got := behind(3400 * time.Millisecond); got != "3s behind" {
+		t.Errorf("behind(3.4s) = %q", got)
+	}
+}
