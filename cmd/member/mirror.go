@@ -23,6 +23,8 @@ type mirrorCmd struct {
 	Promote      mirrorNameCmd   `cmd:"" help:"Promote this DR async to failover member (the current backup becomes a DR async)."`
 	Demote       mirrorNameCmd   `cmd:"" help:"Demote this backup to DR async."`
 	RemoveMember mirrorNameCmd   `cmd:"" name:"remove-member" help:"Take this member out of the mirror; its mirrored databases become local databases."`
+	Pending      mirrorNameCmd   `cmd:"" help:"List members waiting for certificate authorization (on the primary of a TLS mirror)."`
+	Authorize    mirrorAuthCmd   `cmd:"" help:"Authorize a member's certificate DN (on the primary of a TLS mirror)."`
 	Remove       mirrorNameCmd   `cmd:"" help:"Remove the whole mirror, run on its primary: asyncs first, then the backup, then the primary."`
 	Start        mirrorNameCmd   `cmd:"" help:"Start mirroring again on this backup or async."`
 }
@@ -102,6 +104,24 @@ func (c *mirrorNameCmd) Run(kctx *kong.Context) error {
 		err = c.admin(ctx, http.MethodPost, path+"/mirroring", server.MirrorActionRequest{On: verb == "start"}, &st)
 	case "promote", "demote":
 		err = c.admin(ctx, http.MethodPost, path+"/"+verb, struct{}{}, &st)
+	case "pending":
+		var sts []mirror.Status
+		if err := c.admin(ctx, http.MethodGet, "/api/v1/mirror/local", nil, &sts); err != nil {
+			return err
+		}
+		for _, s := range sts {
+			if s.Mirror != name {
+				continue
+			}
+			if c.JSON {
+				return printJSON(s.Pending)
+			}
+			for _, p := range s.Pending {
+				fmt.Printf("%s\t%s\t%s\tsince %s\n", p.Member.Name, p.Member.Type, p.DN, p.Since.Format("2006-01-02 15:04:05"))
+			}
+			return nil
+		}
+		return fmt.Errorf("member is not in mirror %s", name)
 	case "remove-member", "remove":
 		action := map[string]string{"remove-member": "/leave", "remove": "/remove"}[verb]
 		if err := c.admin(ctx, http.MethodPost, path+action, struct{}{}, nil); err != nil {
@@ -134,6 +154,30 @@ func row(st mirror.Status, name string) mirror.MemberStatus {
 		}
 	}
 	return mirror.MemberStatus{}
+}
+
+type mirrorAuthCmd struct {
+	remote
+	Name string `arg:"" help:"Mirror name."`
+	DN   string `required:"" name:"dn" help:"The certificate subject DN to authorize, as member mirror pending shows it."`
+}
+
+func (c *mirrorAuthCmd) Run() error {
+	name, err := mirror.CanonicalMirrorName(c.Name)
+	if err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := c.context()
+	defer cancel()
+	var st mirror.Status
+	if err := c.admin(ctx, http.MethodPost, "/api/v1/mirrors/"+name+"/authorize", map[string]string{"dn": c.DN}, &st); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(st)
+	}
+	fmt.Printf("mirror %s: certificate %q authorized\n", st.Mirror, c.DN)
+	return nil
 }
 
 type mirrorFlagCmd struct {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mirrorkit/mirrorkit/engine/client"
 	"github.com/mirrorkit/mirrorkit/engine/server"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
 // remote is embedded by every command that talks to a member. A person names a member by its data address only; the admin
@@ -23,6 +25,21 @@ type remote struct {
 	Member  []string      `required:"" env:"MIRRORKIT_MEMBER" help:"The member's data address host:port; repeat (or separate with commas) to name several members of a mirror: data commands go to whichever is primary."`
 	Timeout time.Duration `default:"30s" help:"How long to wait for the member."`
 	JSON    bool          `name:"json" help:"Print JSON."`
+	TLSCert string        `name:"tls-cert" env:"MIRRORKIT_TLS_CERT" type:"path" help:"Client certificate, for members that require TLS."`
+	TLSKey  string        `name:"tls-key" env:"MIRRORKIT_TLS_KEY" type:"path" help:"Client certificate key."`
+	TLSCA   string        `name:"tls-ca" env:"MIRRORKIT_TLS_CA" type:"path" help:"CA bundle that signs the members' certificates."`
+}
+
+// tlsConfig is the client side of mutual TLS when certificate files are given.
+func (r *remote) tlsConfig() (*tls.Config, error) {
+	files := wire.TLSFiles{Cert: r.TLSCert, Key: r.TLSKey, CA: r.TLSCA}
+	if !files.Enabled() && r.TLSCert == "" && r.TLSKey == "" && r.TLSCA == "" {
+		return nil, nil
+	}
+	if err := files.Validate(); err != nil {
+		return nil, usageError{fmt.Errorf("tls: %w", err)}
+	}
+	return files.ClientConfig()
 }
 
 func (r *remote) context() (context.Context, context.CancelFunc) {
@@ -30,9 +47,13 @@ func (r *remote) context() (context.Context, context.CancelFunc) {
 }
 
 func (r *remote) dial(ctx context.Context) (*client.Client, error) {
-	c, err := client.DialMirror(ctx, r.Member, client.Options{Conns: 1, Name: "member-cli", RetryTimeout: r.Timeout})
+	tlsConf, err := r.tlsConfig()
 	if err != nil {
-		return nil, fmt.Errorf("member %s: %w", r.members(), err)
+		return nil, err
+	}
+	c, err := client.DialMirror(ctx, r.Member, client.Options{Conns: 1, Name: "member-cli", RetryTimeout: r.Timeout, TLS: tlsConf})
+	if err != nil {
+		return nil, wire.ExplainTLSError(fmt.Errorf("member %s: %w", r.members(), err), r.members())
 	}
 	return c, nil
 }
@@ -55,7 +76,11 @@ func (r *remote) adminURL(ctx context.Context) (string, error) {
 		dataHost, _, _ := net.SplitHostPort(c.Current())
 		host = dataHost
 	}
-	return "http://" + net.JoinHostPort(host, port), nil
+	scheme := "http://"
+	if r.TLSCert != "" {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port), nil
 }
 
 // admin calls the member's admin API and decodes the JSON answer into out.
@@ -77,7 +102,13 @@ func (r *remote) admin(ctx context.Context, method, path string, body, out any) 
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	tlsConf, err := r.tlsConfig()
+	if err != nil {
+		return err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConf
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return fmt.Errorf("member %s admin API: %w", r.members(), err)
 	}

@@ -32,6 +32,9 @@ type runCmd struct {
 	LogLevel     string            `help:"debug, info, warn or error (config: log.level)."`
 	LogFormat    string            `help:"json, console or auto (config: log.format)."`
 	Peer         map[string]string `help:"Reach member NAME at ADDR (NAME=ADDR, repeatable; config: [peers])."`
+	TLSCert      string            `name:"tls-cert" type:"path" help:"This member's certificate (config: tls.cert); with --tls-key and --tls-ca every port speaks mutual TLS."`
+	TLSKey       string            `name:"tls-key" type:"path" help:"This member's certificate key (config: tls.key)."`
+	TLSCA        string            `name:"tls-ca" type:"path" help:"CA bundle of the mirror's certificates (config: tls.ca)."`
 	ShutdownWait time.Duration     `default:"30s" help:"How long SIGTERM waits for in-flight requests."`
 }
 
@@ -56,6 +59,9 @@ func (r *runCmd) loadConfig() (server.Config, error) {
 		}
 		cfg.Peers[name] = addr
 	}
+	setString(&cfg.TLS.Cert, r.TLSCert)
+	setString(&cfg.TLS.Key, r.TLSKey)
+	setString(&cfg.TLS.CA, r.TLSCA)
 	setString(&cfg.Name, r.Name)
 	setString(&cfg.DataDir, r.DataDir)
 	setString(&cfg.Listen, r.Listen)

@@ -122,7 +122,7 @@ func (p *pool) dialConn(ctx context.Context) (*conn, error) {
 	defer cancel()
 	nc, err := wire.Dial(ctx, p.addr, p.c.opts.TLS)
 	if err != nil {
-		return nil, err
+		return nil, wire.ExplainTLSError(err, p.addr)
 	}
 	wc := wire.NewConn(nc, p.c.opts.MaxFrame)
 	hello := wire.Hello{
@@ -135,7 +135,7 @@ func (p *pool) dialConn(ctx context.Context) (*conn, error) {
 	w, err := wire.ClientHandshake(ctx, wc, hello)
 	if err != nil {
 		wc.Close()
-		return nil, err
+		return nil, wire.ExplainTLSError(err, p.addr)
 	}
 	s := &conn{
 		addr:     p.addr,

@@ -72,23 +72,33 @@ type MemberConfig struct {
 	Addr      string     `json:"addr"`       // data address other members dial
 	AdminAddr string     `json:"admin_addr"` // admin HTTP address
 	Type      MemberType `json:"type"`
+	DN        string     `json:"dn,omitempty"` // certificate subject DN, in a mirror that requires TLS
+}
+
+// PendingMember is a member whose certificate waits for an operator's authorization on the primary.
+type PendingMember struct {
+	Member MemberConfig `json:"member"`
+	DN     string       `json:"dn"`
+	Since  time.Time    `json:"since"`
 }
 
 // Config is a mirror's configuration. The primary owns it and pushes every change (Version+1) to the other members, which
 // persist it; a member that restarts rejoins with the role its persisted configuration gives it.
 type Config struct {
-	Name                string         `json:"name"`
-	Version             uint64         `json:"version"`
-	Epoch               uint64         `json:"epoch"`
-	Primary             string         `json:"primary"` // member name of the primary in Epoch
-	QoS                 Duration       `json:"qos"`
-	CompressionFailover string         `json:"compression_failover"` // none, lz4, zstd, or "" (system selected: lz4)
-	CompressionAsync    string         `json:"compression_async"`    // none, lz4, zstd, or "" (system selected: zstd)
-	RequireTLS          bool           `json:"require_tls"`
-	AsyncHoldback       Duration       `json:"async_holdback"`
-	Members             []MemberConfig `json:"members"`
-	Databases           []string       `json:"databases"`         // mirrored databases on the primary
-	Removed             []string       `json:"removed,omitempty"` // databases removed from the mirror on the primary
+	Name                string          `json:"name"`
+	Version             uint64          `json:"version"`
+	Epoch               uint64          `json:"epoch"`
+	Primary             string          `json:"primary"` // member name of the primary in Epoch
+	QoS                 Duration        `json:"qos"`
+	CompressionFailover string          `json:"compression_failover"` // none, lz4, zstd, or "" (system selected: lz4)
+	CompressionAsync    string          `json:"compression_async"`    // none, lz4, zstd, or "" (system selected: zstd)
+	RequireTLS          bool            `json:"require_tls"`
+	AsyncHoldback       Duration        `json:"async_holdback"`
+	Members             []MemberConfig  `json:"members"`
+	Databases           []string        `json:"databases"`            // mirrored databases on the primary
+	Removed             []string        `json:"removed,omitempty"`    // databases removed from the mirror on the primary
+	Authorized          []string        `json:"authorized,omitempty"` // certificate DNs an operator authorized (TLS mirrors)
+	Pending             []PendingMember `json:"pending,omitempty"`    // members waiting for authorization (TLS mirrors)
 }
 
 // Duration is a time.Duration that JSON and TOML write as text.
@@ -184,6 +194,8 @@ func (c Config) clone() Config {
 	c.Members = slices.Clone(c.Members)
 	c.Databases = slices.Clone(c.Databases)
 	c.Removed = slices.Clone(c.Removed)
+	c.Authorized = slices.Clone(c.Authorized)
+	c.Pending = slices.Clone(c.Pending)
 	return c
 }
 

@@ -2,8 +2,10 @@ package mirror
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,8 +33,11 @@ type Options struct {
 	// Purge retention of mirror journals, and how often purges run (0: never).
 	PurgePolicy   journal.PurgePolicy
 	PurgeInterval time.Duration
-	Logger        zerolog.Logger
-	Now           func() time.Time
+	// TLS is the client side of this member's mutual TLS (nil: plain connections); SelfDN is its certificate's subject DN.
+	TLS    *tls.Config
+	SelfDN string
+	Logger zerolog.Logger
+	Now    func() time.Time
 }
 
 // Manager is every mirror of one member.
@@ -42,6 +47,8 @@ type Manager struct {
 	store *store.Store
 
 	ackLatency prometheus.Histogram
+	httpOnce   sync.Once
+	http       *http.Client
 
 	mu      sync.Mutex
 	mirrors map[string]*Mirror
@@ -218,13 +225,13 @@ func (m *Manager) Create(name string, o CreateOptions) (*Mirror, error) {
 			}
 		}
 	}
-	if o.RequireTLS {
-		return nil, fmt.Errorf("mirror %s: TLS-required mirrors are not available yet in this version", canon)
+	if o.RequireTLS && m.opts.TLS == nil {
+		return nil, fmt.Errorf("mirror %s requires TLS, but member %s has no certificate configured ([tls] cert, key, ca)", canon, m.opts.Self)
 	}
 	cfg := Config{Name: canon, Version: 1, Epoch: 1, Primary: m.opts.Self, QoS: Duration{o.QoS},
 		CompressionFailover: o.CompressionFailover, CompressionAsync: o.CompressionAsync, RequireTLS: o.RequireTLS,
 		AsyncHoldback: Duration{o.AsyncHoldback},
-		Members:       []MemberConfig{{Name: m.opts.Self, Addr: m.opts.Addr, AdminAddr: m.opts.AdminAddr, Type: Failover}}}
+		Members:       []MemberConfig{{Name: m.opts.Self, Addr: m.opts.Addr, AdminAddr: m.opts.AdminAddr, Type: Failover, DN: m.opts.SelfDN}}}
 	if err := m.checkMembership(cfg, Failover); err != nil {
 		return nil, err
 	}

@@ -110,7 +110,7 @@ func (m *Manager) Leave(ctx context.Context, name string) error {
 		}
 	} else if p, ok := cfg.Member(cfg.Primary); ok {
 		var out Config
-		if err := postJSON(ctx, "http://"+p.AdminAddr+"/api/v1/mirrors/"+mir.name+"/members/"+m.opts.Self+"/remove", struct{}{}, &out); err != nil {
+		if err := m.PostJSON(ctx, p.AdminAddr, "/api/v1/mirrors/"+mir.name+"/members/"+m.opts.Self+"/remove", struct{}{}, &out); err != nil {
 			return fmt.Errorf("remove %s from mirror %s at the primary %s: %w", m.opts.Self, mir.name, cfg.Primary, err)
 		}
 	}
@@ -149,7 +149,7 @@ func (m *Manager) RemoveMirror(ctx context.Context, name string) error {
 		if mc.Name == m.opts.Self {
 			continue
 		}
-		if err := postJSON(ctx, "http://"+mc.AdminAddr+"/api/v1/mirrors/"+mir.name+"/leave", struct{}{}, nil); err != nil {
+		if err := m.PostJSON(ctx, mc.AdminAddr, "/api/v1/mirrors/"+mir.name+"/leave", struct{}{}, nil); err != nil {
 			// A member that cannot be reached is removed from the configuration anyway; it is told when it reconnects.
 			m.log.Warn().Err(err).Str("peer", mc.Name).Msg("member did not answer the removal; removing it from the configuration")
 			if _, err := mir.RemoveMember(mc.Name); err != nil {
@@ -185,7 +185,7 @@ func (mir *Mirror) RequestType(ctx context.Context, t MemberType) error {
 	body := struct {
 		Type MemberType `json:"type"`
 	}{t}
-	if err := postJSON(ctx, "http://"+p.AdminAddr+"/api/v1/mirrors/"+mir.name+"/members/"+mir.mgr.opts.Self+"/type", body, &out); err != nil {
+	if err := mir.mgr.PostJSON(ctx, p.AdminAddr, "/api/v1/mirrors/"+mir.name+"/members/"+mir.mgr.opts.Self+"/type", body, &out); err != nil {
 		return fmt.Errorf("ask the primary %s: %w", cfg.Primary, err)
 	}
 	return mir.applyConfigValue(out)

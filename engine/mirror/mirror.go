@@ -223,6 +223,7 @@ func (mir *Mirror) startLocked() {
 	mir.cancel = cancel
 	switch mir.role {
 	case RolePrimary:
+		mir.updateOwnDNLocked()
 		// Databases must have applied the whole journal (after a crash, or after serving as backup) before they are written.
 		mir.blocked = true
 		mir.wg.Add(1)
@@ -246,6 +247,26 @@ func (mir *Mirror) startLocked() {
 				defer mir.wg.Done()
 				mir.runReceiver(ctx)
 			}()
+		}
+	}
+}
+
+// updateOwnDNLocked records a changed certificate of the primary in the configuration, which then reaches every member.
+func (mir *Mirror) updateOwnDNLocked() {
+	dn := mir.mgr.opts.SelfDN
+	if dn == "" {
+		return
+	}
+	st := mir.st
+	st.Config = st.Config.clone()
+	for i := range st.Config.Members {
+		if st.Config.Members[i].Name == mir.mgr.opts.Self && st.Config.Members[i].DN != dn {
+			st.Config.Members[i].DN = dn
+			st.Config.Version++
+			if err := mir.saveLocked(st); err != nil {
+				mir.log.Error().Err(err).Msg("recording this member's new certificate")
+			}
+			return
 		}
 	}
 }

@@ -1,18 +1,13 @@
 package mirror
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/engine/store"
-	"github.com/mirrorkit/mirrorkit/engine/version"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
@@ -33,13 +28,13 @@ func (m *Manager) Join(ctx context.Context, name, primaryAddr string, t MemberTy
 	if err := m.checkMembership(Config{Name: canon}, t); err != nil {
 		return nil, err
 	}
-	admin, err := AdminAddrOf(ctx, primaryAddr)
+	admin, err := m.AdminAddrOf(ctx, primaryAddr)
 	if err != nil {
 		return nil, err
 	}
 	var cfg Config
 	req := JoinRequest{Member: MemberConfig{Name: m.opts.Self, Addr: m.opts.Addr, AdminAddr: m.opts.AdminAddr, Type: t}}
-	if err := postJSON(ctx, "http://"+admin+"/api/v1/mirrors/"+canon+"/members", req, &cfg); err != nil {
+	if err := m.PostJSON(ctx, admin, "/api/v1/mirrors/"+canon+"/members", req, &cfg); err != nil {
 		return nil, fmt.Errorf("join mirror %s at %s: %w", canon, primaryAddr, err)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -58,71 +53,30 @@ func (m *Manager) Join(ctx context.Context, name, primaryAddr string, t MemberTy
 	return mir, nil
 }
 
-// AdminAddrOf asks a member's data port for its admin address.
-func AdminAddrOf(ctx context.Context, dataAddr string) (string, error) {
-	nc, err := wire.Dial(ctx, dataAddr, nil)
-	if err != nil {
-		return "", fmt.Errorf("member at %s: %w", dataAddr, err)
-	}
-	c := wire.NewConn(nc, wire.DefaultMaxFrame)
-	defer c.Close()
-	w, err := wire.ClientHandshake(ctx, c, wire.Hello{Software: version.Software, Purpose: wire.PurposeAdmin, Name: "mirror"})
-	if err != nil {
-		return "", fmt.Errorf("member at %s: %w", dataAddr, err)
-	}
-	return w.AdminAddr, nil
-}
+// ErrPending is returned while a member's certificate awaits authorization on the primary of a TLS mirror.
+var ErrPending = errors.New("pending authorization")
 
-// APIError is an error answer of a member's admin API.
-type APIError struct {
-	Status  int
-	Message string
-}
-
-func (e *APIError) Error() string { return e.Message }
-
-func postJSON(ctx context.Context, url string, body, out any) error {
-	data, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
-			return &APIError{Status: resp.StatusCode, Message: eb.Error}
-		}
-		return &APIError{Status: resp.StatusCode, Message: resp.Status}
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
-
-// AddMember adds a member to the mirror (on the primary) and pushes the new configuration to everyone.
-func (mir *Mirror) AddMember(mc MemberConfig) (Config, error) {
+// AddMember adds a member to the mirror (on the primary) and pushes the new configuration to everyone. dn is the verified
+// certificate DN the request came with; in a mirror that requires TLS an unauthorized DN only makes the member pending.
+func (mir *Mirror) AddMember(mc MemberConfig, dn string) (Config, error) {
 	if _, err := ParseMemberType(string(mc.Type)); err != nil {
 		return Config{}, err
 	}
+	pending := false
 	err := mir.update(func(st *localState) error {
 		if mir.role != RolePrimary {
 			return fmt.Errorf("member %s is not the primary of mirror %s; join at the primary %s", mir.mgr.opts.Self, mir.name, st.Config.Primary)
+		}
+		if st.Config.RequireTLS {
+			if dn == "" {
+				return fmt.Errorf("mirror %s requires TLS: member %s must join over TLS with a certificate", mir.name, mc.Name)
+			}
+			if !slices.Contains(st.Config.Authorized, dn) {
+				pending = true
+				st.Config.Pending = addPending(st.Config.Pending, PendingMember{Member: mc, DN: dn, Since: mir.mgr.opts.Now().UTC()})
+				return nil
+			}
+			mc.DN = dn
 		}
 		if old, ok := st.Config.Member(mc.Name); ok {
 			if old.Type != mc.Type {
@@ -137,8 +91,82 @@ func (mir *Mirror) AddMember(mc MemberConfig) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	if pending {
+		return Config{}, fmt.Errorf("member %s (certificate %q) is pending authorization on the primary %s of mirror %s: run `member mirror authorize %s --dn '%s' --member %s` there, then join again: %w",
+			mc.Name, dn, mir.mgr.opts.Self, mir.name, mir.name, dn, mir.mgr.opts.Addr, ErrPending)
+	}
 	mir.broadcastConfig()
 	return mir.Config(), nil
+}
+
+func addPending(list []PendingMember, p PendingMember) []PendingMember {
+	for i, q := range list {
+		if q.Member.Name == p.Member.Name {
+			list[i] = p
+			return list
+		}
+	}
+	return append(list, p)
+}
+
+// Authorize authorizes a certificate DN on the primary: a pending member with it may join, and a member whose certificate
+// changed to it may stream again.
+func (mir *Mirror) Authorize(dn string) (Config, error) {
+	err := mir.update(func(st *localState) error {
+		if mir.role != RolePrimary {
+			return fmt.Errorf("member %s is not the primary of mirror %s; authorize on the primary %s", mir.mgr.opts.Self, mir.name, st.Config.Primary)
+		}
+		if !st.Config.RequireTLS {
+			return fmt.Errorf("mirror %s does not require TLS; there is nothing to authorize", mir.name)
+		}
+		found := false
+		st.Config.Pending = slices.DeleteFunc(st.Config.Pending, func(p PendingMember) bool {
+			if p.DN != dn {
+				return false
+			}
+			found = true
+			for i := range st.Config.Members {
+				if st.Config.Members[i].Name == p.Member.Name {
+					st.Config.Members[i].DN = dn // a re-authorized certificate change
+				}
+			}
+			return true
+		})
+		if !found && !slices.Contains(st.Config.Authorized, dn) {
+			return fmt.Errorf("no member of mirror %s is pending with certificate %q (see member mirror pending)", mir.name, dn)
+		}
+		if !slices.Contains(st.Config.Authorized, dn) {
+			st.Config.Authorized = append(st.Config.Authorized, dn)
+		}
+		st.Config.Version++
+		return nil
+	})
+	if err != nil {
+		return Config{}, err
+	}
+	mir.broadcastConfig()
+	return mir.Config(), nil
+}
+
+// checkPeerDN refuses a stream whose certificate is not the one authorized for the member, and makes the member pending.
+func (mir *Mirror) checkPeerDN(mc MemberConfig, dn string) error {
+	mir.mu.Lock()
+	requireTLS := mir.st.Config.RequireTLS
+	mir.mu.Unlock()
+	if !requireTLS || (dn != "" && dn == mc.DN) {
+		return nil
+	}
+	if dn == "" {
+		return fmt.Errorf("mirror %s requires TLS; member %s connected without it", mir.name, mc.Name)
+	}
+	if err := mir.update(func(st *localState) error {
+		st.Config.Pending = addPending(st.Config.Pending, PendingMember{Member: mc, DN: dn, Since: mir.mgr.opts.Now().UTC()})
+		return nil
+	}); err != nil {
+		return err
+	}
+	return fmt.Errorf("member %s presents certificate %q, not the one authorized in mirror %s (%q); authorize the new certificate on the primary: member mirror authorize %s --dn '%s'",
+		mc.Name, dn, mir.name, mc.DN, mir.name, dn)
 }
 
 // CreateDatabase creates a mirrored database: on the primary it is created empty with a journal marker and added to the

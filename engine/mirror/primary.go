@@ -122,6 +122,12 @@ func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
 		refuse(c, e)
 		return e
 	}
+	mir.mu.Unlock()
+	if err := mir.checkPeerDN(mc, c.PeerDN()); err != nil {
+		refuse(c, &wire.Error{Code: wire.CodeBadRequest, Message: err.Error()})
+		return err
+	}
+	mir.mu.Lock()
 	codec, err := cfg.codecFor(mc.Type)
 	if err != nil {
 		codec = wire.CodecNone

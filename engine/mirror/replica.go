@@ -102,10 +102,10 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 	cfg := mir.Config()
 	qos := cfg.QoS.Duration
 	dialCtx, cancel := context.WithTimeout(ctx, qos)
-	nc, err := wire.Dial(dialCtx, addr, nil)
+	nc, err := wire.Dial(dialCtx, addr, mir.mgr.opts.TLS)
 	cancel()
 	if err != nil {
-		return "", false, err
+		return "", false, wire.ExplainTLSError(err, addr)
 	}
 	c := wire.NewConn(nc, wire.DefaultMaxFrame)
 	defer c.Close()
@@ -115,7 +115,7 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 	_, err = wire.ClientHandshake(hsCtx, c, wire.Hello{Software: version.Software, Purpose: wire.PurposeStream, Name: mir.mgr.opts.Self})
 	cancel()
 	if err != nil {
-		return "", false, err
+		return "", false, wire.ExplainTLSError(err, addr)
 	}
 	from := mir.jrn.AppendedEnd()
 	start := wire.StreamStart{Mirror: mir.name, Member: mir.mgr.opts.Self, Epoch: cfg.Epoch, From: toWire(from),

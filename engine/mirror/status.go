@@ -72,6 +72,8 @@ type Status struct {
 	FailoverMode string           `json:"failover_mode"`
 	Members      []MemberStatus   `json:"members"`
 	Databases    []DatabaseStatus `json:"databases"`
+	RequireTLS   bool             `json:"require_tls"`
+	Pending      []PendingMember  `json:"pending,omitempty"`
 	JournalFirst string           `json:"journal_first"`
 	JournalEnd   string           `json:"journal_end"`
 	WireBytes    uint64           `json:"wire_bytes"`    // journal data received (or sent, on the primary) on the wire
@@ -99,7 +101,7 @@ func (mir *Mirror) LocalStatus() Status {
 	mir.mu.Lock()
 	cfg := mir.st.Config.clone()
 	st := Status{Mirror: mir.name, Member: mir.mgr.opts.Self, Role: mir.role.String(), Epoch: cfg.Epoch, Primary: cfg.Primary,
-		QoS: cfg.QoS.String(), NoFailover: mir.st.NoFailover, Arbiter: "no arbiter", FailoverMode: "Agent Controlled",
+		QoS: cfg.QoS.String(), NoFailover: mir.st.NoFailover, RequireTLS: cfg.RequireTLS, Pending: cfg.Pending, Arbiter: "no arbiter", FailoverMode: "Agent Controlled",
 		JournalFirst: mir.jrn.FirstPosition().String(), JournalEnd: mir.jrn.DurableEnd().String()}
 	if p, ok := cfg.Member(cfg.Primary); ok {
 		st.PrimaryAddr = p.Addr

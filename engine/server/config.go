@@ -24,7 +24,9 @@ type Config struct {
 	Journal      JournalConfig `toml:"journal"`
 	// Peers overrides how this member reaches other members' data ports: member name → host:port.
 	Peers map[string]string `toml:"peers"`
-	Log   LogConfig         `toml:"log"`
+	// TLS: this member's certificate, key and the mirror's CA. When set, every port of the member speaks mutual TLS.
+	TLS wire.TLSFiles `toml:"tls"`
+	Log LogConfig     `toml:"log"`
 }
 
 // JournalConfig sets journal segment size and retention.
@@ -115,6 +117,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxValueSize+(64<<10) > c.MaxFrame {
 		return fmt.Errorf("max_frame: %d must exceed max_value_size (%d) by at least 64 KiB", c.MaxFrame, c.MaxValueSize)
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("tls: %w", err)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

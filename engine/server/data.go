@@ -44,7 +44,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	hello, err := wire.ServerHandshake(ctx, c, s.welcome)
 	cancel()
 	if err != nil {
-		log.Warn().Err(err).Msg("handshake refused")
+		log.Warn().Err(wire.ExplainTLSError(err, nc.RemoteAddr().String())).Msg("handshake refused")
 		return
 	}
 	log = log.With().Str("client", hello.Name).Logger()

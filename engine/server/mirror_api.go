@@ -105,7 +105,7 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 			if err != nil {
 				return nil, err
 			}
-			return mir.AddMember(req.Member)
+			return mir.AddMember(req.Member, mirror.RequestDN(r))
 		})
 	})
 	mux.HandleFunc("POST /api/v1/mirrors/{name}/failover", func(w http.ResponseWriter, r *http.Request) {
@@ -189,6 +189,25 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 			return map[string]string{"removed": r.PathValue("name")}, s.mirrors.RemoveMirror(r.Context(), r.PathValue("name"))
 		})
 	})
+	mux.HandleFunc("POST /api/v1/mirrors/{name}/authorize", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			DN string `json:"dn"`
+		}
+		if err := decodeBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		respond(w, func() (any, error) {
+			mir, err := s.mirrors.Mirror(r.PathValue("name"))
+			if err != nil {
+				return nil, err
+			}
+			if _, err := mir.Authorize(req.DN); err != nil {
+				return nil, err
+			}
+			return mir.LocalStatus(), nil
+		})
+	})
 	action("no-failover", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.SetNoFailover(req.On) })
 	action("dejournal", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.PauseDejournal(req.DB, !req.On) })
 	action("mirroring", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.SetMirroring(req.On) })
@@ -249,7 +268,7 @@ func (s *Server) mirrorMonitor(ctx context.Context) []mirror.Status {
 			go func() {
 				defer wg.Done()
 				var remote []mirror.Status
-				if err := getJSON(ctx, "http://"+mc.AdminAddr+"/api/v1/mirror/local", &remote); err != nil {
+				if err := s.mirrors.GetJSON(ctx, mc.AdminAddr, "/api/v1/mirror/local", &remote); err != nil {
 					return
 				}
 				for _, st := range remote {
@@ -271,20 +290,4 @@ func (s *Server) mirrorMonitor(ctx context.Context) []mirror.Status {
 		out = append(out, merged)
 	}
 	return out
-}
-
-func getJSON(ctx context.Context, url string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,7 +28,10 @@ type Server struct {
 	jrn     *journal.Journal
 	store   *store.Store
 	mirrors *mirror.Manager
-	started time.Time
+	// clientTLS is this member's client side of mutual TLS (nil without TLS); selfDN its certificate's subject DN.
+	clientTLS *tls.Config
+	selfDN    string
+	started   time.Time
 
 	dataLn    net.Listener
 	adminLn   net.Listener
@@ -54,13 +58,29 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), conns: map[*wire.Conn]struct{}{}, stop: make(chan struct{}), started: time.Now()}
 	// Ports are bound first: the mirrors need the addresses other members reach this one at.
+	var serverTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		var err error
+		if serverTLS, err = cfg.TLS.ServerConfig(); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		if s.clientTLS, err = cfg.TLS.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		if s.selfDN, err = wire.CertDN(cfg.TLS.Cert); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
 	var err error
-	if s.dataLn, err = wire.Listen(cfg.Listen, nil); err != nil {
+	if s.dataLn, err = wire.Listen(cfg.Listen, serverTLS); err != nil {
 		return nil, fmt.Errorf("data port: %w", err)
 	}
 	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 		s.dataLn.Close()
 		return nil, fmt.Errorf("admin port %s: %w", cfg.AdminListen, err)
+	}
+	if serverTLS != nil {
+		s.adminLn = tls.NewListener(s.adminLn, serverTLS)
 	}
 	if err := s.openStorage(); err != nil {
 		s.dataLn.Close()
@@ -85,7 +105,7 @@ func (s *Server) openStorage() error {
 	mgr, err := mirror.Load(mirror.Options{DataDir: s.cfg.DataDir, Self: s.cfg.Name, Addr: s.DataAddr(), AdminAddr: s.AdminAddr(),
 		Peers: s.cfg.Peers, SegmentSize: s.cfg.Journal.SegmentSize, Logger: s.log,
 		PurgePolicy:   journal.PurgePolicy{KeepSegments: s.cfg.Journal.KeepSegments, MaxAge: s.cfg.Journal.MaxAge.Duration},
-		PurgeInterval: s.cfg.Journal.PurgeInterval.Duration})
+		PurgeInterval: s.cfg.Journal.PurgeInterval.Duration, TLS: s.clientTLS, SelfDN: s.selfDN})
 	if err != nil {
 		jrn.Close()
 		return err

@@ -6,6 +6,7 @@ package memberproc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -90,6 +91,8 @@ type Config struct {
 	// ConfigFile starts the member with `run --config ConfigFile` only; Addr and AdminAddr must then match the file.
 	ConfigFile      string
 	Addr, AdminAddr string
+	// ClientTLS is used to check that a member speaking TLS is serving (and by Client).
+	ClientTLS *tls.Config
 }
 
 // Member is a running (or stopped) member process.
@@ -171,7 +174,7 @@ func (m *Member) waitReady(exited chan struct{}) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for backoff := 5 * time.Millisecond; ; backoff = min(backoff*2, 200*time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c, err := client.Dial(ctx, m.Addr, client.Options{Conns: 1, Name: "memberproc"})
+		c, err := client.Dial(ctx, m.Addr, client.Options{Conns: 1, Name: "memberproc", TLS: m.cfg.ClientTLS})
 		cancel()
 		if err == nil {
 			c.Close()
@@ -276,7 +279,7 @@ func (m *Member) Client(tb testing.TB, conns int) *client.Client {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, m.Addr, client.Options{Conns: conns, Name: tb.Name()})
+	c, err := client.Dial(ctx, m.Addr, client.Options{Conns: conns, Name: tb.Name(), TLS: m.cfg.ClientTLS})
 	if err != nil {
 		tb.Fatalf("dial member %s: %v", m.cfg.Name, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/mirrorkit/mirrorkit/engine/wire"
 	"github.com/mirrorkit/mirrorkit/internal/faultproxy"
 	"github.com/mirrorkit/mirrorkit/internal/memberproc"
 )
@@ -46,6 +47,13 @@ func New(tb testing.TB) *Cluster {
 // extraArgs are passed to its `member run`.
 func (c *Cluster) Add(name string, extraArgs ...string) *Node {
 	c.tb.Helper()
+	return c.AddTLS(name, wire.TLSFiles{}, extraArgs...)
+}
+
+// AddTLS declares a member that speaks mutual TLS with the given certificate files (empty files: plain, as Add). Its CLI
+// and admin helpers use the same certificate.
+func (c *Cluster) AddTLS(name string, files wire.TLSFiles, extraArgs ...string) *Node {
+	c.tb.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.byName[name]; ok {
@@ -65,6 +73,7 @@ func (c *Cluster) Add(name string, extraArgs ...string) *Node {
 		host:    host,
 		args:    extraArgs,
 		links:   map[string]*faultproxy.Proxy{},
+		TLS:     files,
 	}
 	n.AdminAddr = memberproc.FreeAddr(c.tb, ip)
 	for n.AdminAddr == n.Addr {
@@ -85,6 +94,7 @@ type memberConfig struct {
 	Log         struct {
 		Format string `toml:"format"`
 	} `toml:"log"`
+	TLS *wire.TLSFiles `toml:"tls,omitempty"`
 }
 
 // writeConfig fixes the member's addresses in a configuration file, so that a proxy can point at its data port before it
@@ -93,6 +103,9 @@ func writeConfig(tb testing.TB, n *Node) string {
 	tb.Helper()
 	cfg := memberConfig{Name: n.Name, DataDir: n.DataDir, Listen: n.Addr, AdminListen: n.AdminAddr}
 	cfg.Log.Format = "json"
+	if n.TLS.Enabled() {
+		cfg.TLS = &n.TLS
+	}
 	path := filepath.Join(tb.TempDir(), n.Name+".toml")
 	f, err := os.Create(path)
 	if err != nil {

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/client"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
 	"github.com/mirrorkit/mirrorkit/internal/faultproxy"
 	"github.com/mirrorkit/mirrorkit/internal/memberproc"
 )
@@ -27,6 +29,7 @@ type Node struct {
 	AdminAddr string // admin HTTP address host:port
 	IP        string // the member's own loopback IP
 	DataDir   string
+	TLS       wire.TLSFiles // certificate files when the member speaks TLS
 
 	cluster    *Cluster
 	host       int // last byte of IP
@@ -47,7 +50,15 @@ func (n *Node) start(tb testing.TB) {
 	if n.member != nil {
 		tb.Fatalf("testcluster: member %s already started; use Restart", n.Name)
 	}
+	var clientTLS *tls.Config
+	if n.TLS.Enabled() {
+		var err error
+		if clientTLS, err = n.TLS.ClientConfig(); err != nil {
+			tb.Fatalf("testcluster: member %s TLS: %v", n.Name, err)
+		}
+	}
 	n.member = memberproc.Start(tb, memberproc.Config{
+		ClientTLS:  clientTLS,
 		Name:       n.Name,
 		DataDir:    n.DataDir,
 		Host:       n.IP,
@@ -155,7 +166,11 @@ func (n *Node) Client(tb testing.TB, conns int) *client.Client {
 // CLI runs `member ARGS... --member n.Addr`.
 func (n *Node) CLI(tb testing.TB, args ...string) memberproc.Result {
 	tb.Helper()
-	return memberproc.CLI(tb, append(append([]string(nil), args...), "--member", n.Addr)...)
+	args = append(append([]string(nil), args...), "--member", n.Addr)
+	if n.TLS.Enabled() {
+		args = append(args, "--tls-cert", n.TLS.Cert, "--tls-key", n.TLS.Key, "--tls-ca", n.TLS.CA)
+	}
+	return memberproc.CLI(tb, args...)
 }
 
 // AdminGet GETs http://AdminAddr+path, decodes the JSON body into out (if out is not nil) and returns the HTTP status.
@@ -171,7 +186,16 @@ func (n *Node) AdminGet(tb testing.TB, path string, out any) int {
 
 // TryAdminGet is AdminGet returning its error instead of failing the test, for use inside WaitFor conditions.
 func (n *Node) TryAdminGet(path string, out any) (int, error) {
-	resp, err := adminClient.Get("http://" + n.AdminAddr + path)
+	hc, scheme := adminClient, "http://"
+	if n.TLS.Enabled() {
+		cfg, err := n.TLS.ClientConfig()
+		if err != nil {
+			return 0, err
+		}
+		hc = &http.Client{Timeout: adminTimeout, Transport: &http.Transport{TLSClientConfig: cfg}}
+		scheme = "https://"
+	}
+	resp, err := hc.Get(scheme + n.AdminAddr + path)
 	if err != nil {
 		return 0, fmt.Errorf("member %s admin GET %s: %w", n.Name, path, err)
 	}
