@@ -183,3 +183,30 @@ func TestPurgeHoldback(t *testing.T) {
 		t.Fatalf("E does not log the refusal:\n%s", E.LogTail(20))
 	}
 }
+
+// TestReadWriteReportingAsyncWritesLocally writes to a mirrored database on a read-write reporting async: the write stays
+// local (the primary never sees it), survives a SIGKILL, and dejournaling from the primary goes on around it.
+func TestReadWriteReportingAsyncWritesLocally(t *testing.T) {
+	c := testcluster.New(t)
+	for _, n := range []string{"A", "B", "R"} {
+		c.Add(n)
+	}
+	defer dumpLogs(t, c)
+	newMirror(t, c, []member{{"A", ""}, {"B", "failover"}, {"R", "reporting-rw"}})
+	A, R := c.Node("A"), c.Node("R")
+	writeN(t, A, "P", 20)
+	mustNode(t, R, "kv", "set", "^Local(1)", "report", "--db", "APP")
+	if r := A.CLI(t, "kv", "get", "^Local(1)", "--db", "APP"); r.ExitCode != 1 {
+		t.Fatalf("a local write on the reporting async reached the primary: %q", r.Stdout)
+	}
+	R.Kill()
+	R.Restart()
+	if got := mustNode(t, R, "kv", "get", "^Local(1)", "--db", "APP"); got != "report\n" {
+		t.Fatalf("local write after SIGKILL: %q", got)
+	}
+	writeN(t, A, "Q", 20)
+	c.WaitFor(t, "R dejournals the primary's writes", 30*time.Second, func() (bool, error) {
+		r := R.CLI(t, "kv", "get", "^Q(19)", "--db", "APP")
+		return r.ExitCode == 0, fmt.Errorf("%s", r.Stderr)
+	})
+}

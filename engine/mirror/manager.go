@@ -36,8 +36,10 @@ type Options struct {
 	// TLS is the client side of this member's mutual TLS (nil: plain connections); SelfDN is its certificate's subject DN.
 	TLS    *tls.Config
 	SelfDN string
-	Logger zerolog.Logger
-	Now    func() time.Time
+	// LocalJournal takes a read-write reporting async's own writes to mirrored databases.
+	LocalJournal store.Journal
+	Logger       zerolog.Logger
+	Now          func() time.Time
 }
 
 // Manager is every mirror of one member.

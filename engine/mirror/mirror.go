@@ -152,9 +152,14 @@ func (mir *Mirror) update(f func(st *localState) error) error {
 	return mir.saveLocked(st)
 }
 
-// attachment is the journal and write gate the store uses for this mirror's databases.
+// attachment is the journal and write gate the store uses for this mirror's databases. On a read-write reporting async,
+// local writes go to the member's local journal instead (its copies are never failover copies).
 func (mir *Mirror) attachment() store.Attachment {
-	return store.Attachment{Journal: mirrorJournal{mir}, Gate: mir}
+	a := store.Attachment{Journal: mirrorJournal{mir}, Gate: mir}
+	if self, ok := mir.st.Config.Member(mir.mgr.opts.Self); ok && self.Type == ReportingRW && mir.mgr.opts.LocalJournal != nil {
+		a.Local = mir.mgr.opts.LocalJournal
+	}
+	return a
 }
 
 // BeginWrite lets a write to a mirrored database proceed only on the primary; during a planned failover it waits until the

@@ -22,10 +22,13 @@ const pebbleFormat = pebble.FormatNewest
 
 // Key layout inside a database's Pebble instance: meta keys under 0x00, global nodes under 0x01 followed by the encoded reference.
 var (
-	metaApplied     = []byte("\x00applied")
-	metaFormat      = []byte("\x00format")
-	metaName        = []byte("\x00name")
-	metaIncarnation = []byte("\x00incarnation")
+	metaApplied = []byte("\x00applied")
+	// metaLocalApplied is, on a read-write reporting async, the local journal position up to which this member's own writes
+	// to a mirrored database are applied.
+	metaLocalApplied = []byte("\x00applied.local")
+	metaFormat       = []byte("\x00format")
+	metaName         = []byte("\x00name")
+	metaIncarnation  = []byte("\x00incarnation")
 )
 
 const dataPrefix = 0x01
@@ -57,6 +60,9 @@ type WriteGate interface {
 type Attachment struct {
 	Journal Journal
 	Gate    WriteGate
+	// Local, when set, takes this member's own writes to the mirror's databases (a read-write reporting async): they are
+	// journaled in the local journal, not in the mirror journal the primary feeds, and the gate is not asked.
+	Local Journal
 }
 
 func dataKey(dst, key []byte) []byte {
@@ -83,6 +89,7 @@ type Database struct {
 	applied journal.Position             // base: every partition applied at least to here; guarded by mu
 	parts   [Partitions]journal.Position // per-partition applied positions written by dejournaling; guarded by mu
 	flushed journal.Position             // lowest applied position persisted by the last flush; guarded by mu
+	local   journal.Position             // local writes to a mirrored database applied up to here (zero: none yet); guarded by mu
 }
 
 // openDatabase opens the Pebble instance in dir. With create, the directory must be new and the meta keys are written with
@@ -172,6 +179,13 @@ func (d *Database) loadMeta() error {
 	}
 	if d.applied, err = journal.DecodePosition(applied); err != nil {
 		return fmt.Errorf("database %s: applied position: %w", d.name, err)
+	}
+	if v, closer, err := d.pdb.Get(metaLocalApplied); err == nil {
+		d.local, err = journal.DecodePosition(v)
+		closer.Close()
+		if err != nil {
+			return fmt.Errorf("database %s: local applied position: %w", d.name, err)
+		}
 	}
 	for p := range Partitions {
 		v, closer, err := d.pdb.Get(metaPartition(p))

@@ -66,21 +66,27 @@ func (d *Database) Exec(ctx context.Context, ops []wire.Op, maxValue int) ([]wir
 		}
 		return results, journal.Position{}, d.waitReadable(ctx, a.Journal)
 	}
-	if a.Gate != nil {
+	jrn, local := a.Journal, false
+	if a.Local != nil {
+		jrn, local = a.Local, true
+		if err := d.startLocalWrites(a.Local); err != nil {
+			return nil, journal.Position{}, err
+		}
+	} else if a.Gate != nil {
 		done, err := a.Gate.BeginWrite(ctx, d.name)
 		if err != nil {
 			return nil, journal.Position{}, err
 		}
 		defer done()
 	}
-	results, end, err := d.commit(ops, a.Journal)
+	results, end, err := d.commit(ops, jrn, local)
 	if err != nil {
 		return nil, journal.Position{}, err
 	}
 	if end.IsZero() { // nothing changed (a failed CAS, a kill of nothing): still only answer what is durable
 		return results, end, d.waitReadable(ctx, a.Journal)
 	}
-	if err := a.Journal.WaitDurable(ctx, end); err != nil {
+	if err := jrn.WaitDurable(ctx, end); err != nil {
 		return nil, journal.Position{}, fmt.Errorf("database %s: commit at %s: %w", d.name, end, err)
 	}
 	return results, end, nil
@@ -97,7 +103,7 @@ func (d *Database) waitReadable(ctx context.Context, jrn Journal) error {
 }
 
 // commit evaluates a write transaction, journals it and applies it, under the writer lock.
-func (d *Database) commit(ops []wire.Op, jrn Journal) ([]wire.Result, journal.Position, error) {
+func (d *Database) commit(ops []wire.Op, jrn Journal, local bool) ([]wire.Result, journal.Position, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := d.pdb.NewIndexedBatch()
@@ -117,15 +123,20 @@ func (d *Database) commit(ops []wire.Op, jrn Journal) ([]wire.Result, journal.Po
 	if err != nil {
 		return nil, journal.Position{}, fmt.Errorf("database %s: journal: %w", d.name, err)
 	}
-	if err := d.applyBatch(b, end); err != nil {
+	if err := d.applyBatch(b, end, local); err != nil {
 		return nil, journal.Position{}, err
 	}
 	return results, end, nil
 }
 
-// applyBatch records end as the applied position inside b and applies b without a sync: the journal is the durable copy.
-func (d *Database) applyBatch(b *pebble.Batch, end journal.Position) error {
-	if err := b.Set(metaApplied, end.Encode(), nil); err != nil {
+// applyBatch records end as the applied position (of the local journal for a mirrored database's local writes) inside b and
+// applies b without a sync: the journal is the durable copy.
+func (d *Database) applyBatch(b *pebble.Batch, end journal.Position, local bool) error {
+	key := metaApplied
+	if local {
+		key = metaLocalApplied
+	}
+	if err := b.Set(key, end.Encode(), nil); err != nil {
 		return fmt.Errorf("database %s: %w", d.name, err)
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
@@ -133,7 +144,11 @@ func (d *Database) applyBatch(b *pebble.Batch, end journal.Position) error {
 		d.log.Error().Err(err).Str("pos", end.String()).Msg("apply failed after journal append")
 		return fmt.Errorf("database %s: apply at %s: %w (restart the member to replay the journal)", d.name, end, err)
 	}
-	d.applied = end
+	if local {
+		d.local = end
+	} else {
+		d.applied = end
+	}
 	return nil
 }
 

@@ -127,3 +127,41 @@ func (s *Store) Detach(name string) error {
 	s.log.Info().Str("db", canon).Msg("database taken out of its mirror; it is now a local database")
 	return nil
 }
+
+// localFloor is where this database's records in the local journal start mattering for replay: its applied position for a
+// local database; for a mirrored database, its local-writes position (a mirrored database never written locally has none,
+// and then nothing in the local journal is its own).
+func (d *Database) localFloor() journal.Position {
+	if d.mirror == "" {
+		return d.applied
+	}
+	if d.local.IsZero() {
+		return journal.Position{Epoch: ^uint64(0), Segment: ^uint64(0), Offset: ^uint64(0)}
+	}
+	return d.local
+}
+
+func (d *Database) localApplied() journal.Position {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.local
+}
+
+// startLocalWrites records, durably and once, where this mirrored database's own records in the local journal begin, before
+// its first local write: recovery replays the local journal for it from there.
+func (d *Database) startLocalWrites(local Journal) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.local.IsZero() {
+		return nil
+	}
+	start := local.AppendedEnd()
+	if err := d.pdb.Set(metaLocalApplied, start.Encode(), pebble.NoSync); err != nil {
+		return fmt.Errorf("database %s: start local writes: %w", d.name, err)
+	}
+	if err := d.pdb.Flush(); err != nil {
+		return fmt.Errorf("database %s: start local writes: %w", d.name, err)
+	}
+	d.local = start
+	return nil
+}

@@ -128,6 +128,10 @@ func (s *Store) replay() error {
 	from := end
 	for _, d := range s.dbs {
 		if d.mirror != "" {
+			// Local writes on a read-write reporting async are on the local journal too.
+			if !d.local.IsZero() && d.local.Less(from) {
+				from = d.local
+			}
 			continue
 		}
 		if end.Less(d.applied) {
@@ -187,7 +191,7 @@ func (s *Store) applyReplayed(txn []journal.Record, end journal.Position) error 
 	}()
 	for _, rec := range txn {
 		d, ok := s.dbs[rec.DB]
-		if !ok || d.mirror != "" || rec.Pos.Less(d.applied) {
+		if !ok || rec.Pos.Less(d.localFloor()) {
 			continue
 		}
 		b := byDB[rec.DB]
@@ -206,7 +210,7 @@ func (s *Store) applyReplayed(txn []journal.Record, end journal.Position) error 
 		}
 	}
 	for name, b := range byDB {
-		if err := s.dbs[name].applyBatch(b, end); err != nil {
+		if err := s.dbs[name].applyBatch(b, end, s.dbs[name].mirror != ""); err != nil {
 			return err
 		}
 	}
@@ -467,6 +471,13 @@ func (s *Store) PurgeFloor(mirror string, end journal.Position) (journal.Positio
 	defer s.mu.RUnlock()
 	floor := end
 	for _, d := range s.dbs {
+		if mirror == "" && d.mirror != "" {
+			// A read-write reporting async's local writes to a mirrored database need the local journal too.
+			if l := d.localApplied(); !l.IsZero() && l.Less(floor) {
+				floor = l
+			}
+			continue
+		}
 		if d.mirror != mirror {
 			continue
 		}
