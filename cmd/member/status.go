@@ -84,7 +84,11 @@ func printMonitor(m mirror.Status, dbs bool) {
 	}
 	fmt.Println()
 	if m.WireBytes > 0 {
-		fmt.Printf("journal data: %s on the wire, %s uncompressed (ratio %.2f)\n", bytesText(m.WireBytes), bytesText(m.JournalBytes), m.Ratio)
+		fmt.Printf("journal data: %s on the wire, %s uncompressed (ratio %.2f)", bytesText(m.WireBytes), bytesText(m.JournalBytes), m.Ratio)
+		if m.Role != "primary" {
+			fmt.Printf("; arriving at %s/s on the wire, %s/s of journal", bytesText(uint64(m.WireRate)), bytesText(uint64(m.JournalRate)))
+		}
+		fmt.Println()
 	}
 	if dbs {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)

@@ -21,6 +21,7 @@ type receiverStatus struct {
 	primaryDurable journal.Position
 	wireBytes      uint64
 	rawBytes       uint64
+	rate           rate
 	err            string
 }
 
@@ -148,7 +149,7 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 	}
 	mir.mu.Lock()
 	mir.recv = receiverStatus{connected: true, primary: accept.Primary, since: mir.mgr.opts.Now(), lastReceived: mir.recv.lastReceived,
-		wireBytes: mir.recv.wireBytes, rawBytes: mir.recv.rawBytes}
+		wireBytes: mir.recv.wireBytes, rawBytes: mir.recv.rawBytes, rate: mir.recv.rate}
 	mir.notifyLocked()
 	mir.mu.Unlock()
 	mir.log.Info().Str("primary", accept.Primary).Str("from", from.String()).Str("codec", accept.Codec.String()).Msg("receiving the mirror journal")
@@ -191,6 +192,7 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 			mir.recv.primaryDurable = fromWire(b.PrimaryDurable)
 			mir.recv.wireBytes += uint64(len(b.Payload))
 			mir.recv.rawBytes += uint64(len(raw))
+			mir.recv.rate.add(mir.mgr.opts.Now(), mir.recv.wireBytes, mir.recv.rawBytes)
 			mir.mu.Unlock()
 			select {
 			case received <- struct{}{}:

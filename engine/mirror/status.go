@@ -79,6 +79,9 @@ type Status struct {
 	WireBytes    uint64           `json:"wire_bytes"`    // journal data received (or sent, on the primary) on the wire
 	JournalBytes uint64           `json:"journal_bytes"` // the same data uncompressed
 	Ratio        float64          `json:"compression_ratio"`
+	// Arrival rates over the last seconds (on a backup or async: journal data arriving from the primary).
+	WireRate    float64 `json:"wire_bytes_per_second"`
+	JournalRate float64 `json:"journal_bytes_per_second"`
 }
 
 func behind(d time.Duration) string {
@@ -155,6 +158,7 @@ func (mir *Mirror) LocalStatus() Status {
 			}
 			row.Received = durable.String()
 			st.WireBytes, st.JournalBytes = mir.recv.wireBytes, mir.recv.rawBytes
+			st.WireRate, st.JournalRate = mir.recv.rate.perSecond(now, mir.recv.wireBytes, mir.recv.rawBytes)
 		}
 		st.Members = append(st.Members, row)
 	}
