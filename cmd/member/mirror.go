@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -20,13 +19,37 @@ type mirrorCmd struct {
 	Pause        mirrorDBCmd     `cmd:"" help:"Pause dejournaling of one database (--db) or of the whole mirror."`
 	Resume       mirrorDBCmd     `cmd:"" help:"Resume dejournaling of one database (--db) or of the whole mirror."`
 	Stop         mirrorNameCmd   `cmd:"" help:"Stop mirroring on this backup or async (persists across restarts)."`
+	Start        mirrorNameCmd   `cmd:"" help:"Start mirroring again on this backup or async."`
 	Promote      mirrorNameCmd   `cmd:"" help:"Promote this DR async to failover member (the current backup becomes a DR async)."`
 	Demote       mirrorNameCmd   `cmd:"" help:"Demote this backup to DR async."`
 	RemoveMember mirrorNameCmd   `cmd:"" name:"remove-member" help:"Take this member out of the mirror; its mirrored databases become local databases."`
+	Remove       mirrorNameCmd   `cmd:"" help:"Remove the whole mirror, run on its primary: asyncs first, then the backup, then the primary."`
 	Pending      mirrorNameCmd   `cmd:"" help:"List members waiting for certificate authorization (on the primary of a TLS mirror)."`
 	Authorize    mirrorAuthCmd   `cmd:"" help:"Authorize a member's certificate DN (on the primary of a TLS mirror)."`
-	Remove       mirrorNameCmd   `cmd:"" help:"Remove the whole mirror, run on its primary: asyncs first, then the backup, then the primary."`
-	Start        mirrorNameCmd   `cmd:"" help:"Start mirroring again on this backup or async."`
+}
+
+// mirrorCall posts body to the member's /api/v1/mirrors/NAME/action (or /api/v1/mirrors/action without a name) and prints
+// the mirror status it answers, as JSON or with say.
+func (r *remote) mirrorCall(name, action string, body any, say func(st mirror.Status)) error {
+	path := "/api/v1/mirrors/" + action
+	if name != "" {
+		canon, err := mirror.CanonicalMirrorName(name)
+		if err != nil {
+			return usageError{err}
+		}
+		path = "/api/v1/mirrors/" + canon + "/" + action
+	}
+	ctx, cancel := r.context()
+	defer cancel()
+	var st mirror.Status
+	if err := r.admin(ctx, http.MethodPost, strings.TrimSuffix(path, "/"), body, &st); err != nil {
+		return err
+	}
+	if r.JSON {
+		return printJSON(st)
+	}
+	say(st)
+	return nil
 }
 
 type mirrorCreateCmd struct {
@@ -43,18 +66,11 @@ func (c *mirrorCreateCmd) Run() error {
 	if _, err := mirror.CanonicalMirrorName(c.Name); err != nil {
 		return usageError{err}
 	}
-	ctx, cancel := c.context()
-	defer cancel()
-	var st mirror.Status
-	req := server.CreateMirrorRequest{Name: c.Name, QoS: c.QoS, CompressionFailover: c.CompressionFailover, CompressionAsync: c.CompressionAsync, RequireTLS: c.RequireTLS, AsyncHoldback: c.AsyncHoldback}
-	if err := c.admin(ctx, http.MethodPost, "/api/v1/mirrors", req, &st); err != nil {
-		return err
-	}
-	if c.JSON {
-		return printJSON(st)
-	}
-	fmt.Printf("mirror %s created; member %s is primary in epoch %d\n", st.Mirror, st.Member, st.Epoch)
-	return nil
+	req := server.CreateMirrorRequest{Name: c.Name, QoS: c.QoS, CompressionFailover: c.CompressionFailover, CompressionAsync: c.CompressionAsync,
+		RequireTLS: c.RequireTLS, AsyncHoldback: c.AsyncHoldback}
+	return c.mirrorCall("", "", req, func(st mirror.Status) {
+		fmt.Printf("mirror %s created; member %s is primary in epoch %d\n", st.Mirror, st.Member, st.Epoch)
+	})
 }
 
 type mirrorJoinCmd struct {
@@ -68,83 +84,73 @@ func (c *mirrorJoinCmd) Run() error {
 	if _, err := mirror.CanonicalMirrorName(c.Name); err != nil {
 		return usageError{err}
 	}
-	ctx, cancel := c.context()
-	defer cancel()
-	var st mirror.Status
-	if err := c.admin(ctx, http.MethodPost, "/api/v1/mirrors/join", server.JoinMirrorRequest{Mirror: c.Name, Primary: c.Primary, As: c.As}, &st); err != nil {
-		return err
-	}
-	if c.JSON {
-		return printJSON(st)
-	}
-	fmt.Printf("member %s joined mirror %s as %s; the primary is %s\n", st.Member, st.Mirror, c.As, st.Primary)
-	return nil
+	return c.mirrorCall("", "join", server.JoinMirrorRequest{Mirror: c.Name, Primary: c.Primary, As: c.As}, func(st mirror.Status) {
+		fmt.Printf("member %s joined mirror %s as %s; the primary is %s\n", st.Member, st.Mirror, c.As, st.Primary)
+	})
 }
 
-// mirrorNameCmd serves failover, stop and start: the sub-command's name picks the call.
+// mirrorNameCmd serves the actions that take only a mirror name: the sub-command's name picks the call.
 type mirrorNameCmd struct {
 	remote
 	Name string `arg:"" help:"Mirror name."`
 }
 
 func (c *mirrorNameCmd) Run(kctx *kong.Context) error {
+	verb := strings.Fields(kctx.Command())[1]
+	switch verb {
+	case "failover":
+		return c.mirrorCall(c.Name, "failover", nil, func(st mirror.Status) {
+			fmt.Printf("mirror %s: %s is now primary (epoch %d); %s continues as backup\n", st.Mirror, st.Primary, st.Epoch, st.Member)
+		})
+	case "stop", "start":
+		return c.mirrorCall(c.Name, "mirroring", server.MirrorActionRequest{On: verb == "start"}, func(st mirror.Status) {
+			fmt.Printf("mirror %s: mirroring %s on %s\n", st.Mirror, map[string]string{"stop": "stopped", "start": "started"}[verb], st.Member)
+		})
+	case "promote", "demote":
+		return c.mirrorCall(c.Name, verb, struct{}{}, func(st mirror.Status) {
+			fmt.Printf("mirror %s: %s is now a %s member\n", st.Mirror, st.Member, row(st, st.Member).Type)
+		})
+	case "pending":
+		return c.pending()
+	}
+	action := map[string]string{"remove-member": "leave", "remove": "remove"}[verb]
 	name, err := mirror.CanonicalMirrorName(c.Name)
 	if err != nil {
 		return usageError{err}
 	}
 	ctx, cancel := c.context()
 	defer cancel()
-	path := "/api/v1/mirrors/" + url.PathEscape(name)
-	var st mirror.Status
-	verb := strings.Fields(kctx.Command())[1]
-	switch verb {
-	case "failover":
-		err = c.admin(ctx, http.MethodPost, path+"/failover", nil, &st)
-	case "stop", "start":
-		err = c.admin(ctx, http.MethodPost, path+"/mirroring", server.MirrorActionRequest{On: verb == "start"}, &st)
-	case "promote", "demote":
-		err = c.admin(ctx, http.MethodPost, path+"/"+verb, struct{}{}, &st)
-	case "pending":
-		var sts []mirror.Status
-		if err := c.admin(ctx, http.MethodGet, "/api/v1/mirror/local", nil, &sts); err != nil {
-			return err
-		}
-		for _, s := range sts {
-			if s.Mirror != name {
-				continue
-			}
-			if c.JSON {
-				return printJSON(s.Pending)
-			}
-			for _, p := range s.Pending {
-				fmt.Printf("%s\t%s\t%s\tsince %s\n", p.Member.Name, p.Member.Type, p.DN, p.Since.Format("2006-01-02 15:04:05"))
-			}
-			return nil
-		}
-		return fmt.Errorf("member is not in mirror %s", name)
-	case "remove-member", "remove":
-		action := map[string]string{"remove-member": "/leave", "remove": "/remove"}[verb]
-		if err := c.admin(ctx, http.MethodPost, path+action, struct{}{}, nil); err != nil {
-			return err
-		}
-		fmt.Printf("mirror %s: %s done\n", name, verb)
-		return nil
-	}
-	if err != nil {
+	if err := c.admin(ctx, http.MethodPost, "/api/v1/mirrors/"+name+"/"+action, struct{}{}, nil); err != nil {
 		return err
 	}
-	if c.JSON {
-		return printJSON(st)
-	}
-	switch verb {
-	case "failover":
-		fmt.Printf("mirror %s: %s is now primary (epoch %d); %s continues as backup\n", st.Mirror, st.Primary, st.Epoch, st.Member)
-	case "promote", "demote":
-		fmt.Printf("mirror %s: %s is now a %s member\n", st.Mirror, st.Member, row(st, st.Member).Type)
-	default:
-		fmt.Printf("mirror %s: mirroring %s on %s\n", st.Mirror, map[string]string{"stop": "stopped", "start": "started"}[verb], st.Member)
-	}
+	fmt.Printf("mirror %s: %s done\n", name, verb)
 	return nil
+}
+
+func (c *mirrorNameCmd) pending() error {
+	name, err := mirror.CanonicalMirrorName(c.Name)
+	if err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := c.context()
+	defer cancel()
+	var sts []mirror.Status
+	if err := c.admin(ctx, http.MethodGet, "/api/v1/mirror/local", nil, &sts); err != nil {
+		return err
+	}
+	for _, st := range sts {
+		if st.Mirror != name {
+			continue
+		}
+		if c.JSON {
+			return printJSON(st.Pending)
+		}
+		for _, p := range st.Pending {
+			fmt.Printf("%s\t%s\t%s\tsince %s\n", p.Member.Name, p.Member.Type, p.DN, p.Since.Format("2006-01-02 15:04:05"))
+		}
+		return nil
+	}
+	return fmt.Errorf("member is not in mirror %s", name)
 }
 
 func row(st mirror.Status, name string) mirror.MemberStatus {
@@ -163,21 +169,9 @@ type mirrorAuthCmd struct {
 }
 
 func (c *mirrorAuthCmd) Run() error {
-	name, err := mirror.CanonicalMirrorName(c.Name)
-	if err != nil {
-		return usageError{err}
-	}
-	ctx, cancel := c.context()
-	defer cancel()
-	var st mirror.Status
-	if err := c.admin(ctx, http.MethodPost, "/api/v1/mirrors/"+name+"/authorize", map[string]string{"dn": c.DN}, &st); err != nil {
-		return err
-	}
-	if c.JSON {
-		return printJSON(st)
-	}
-	fmt.Printf("mirror %s: certificate %q authorized\n", st.Mirror, c.DN)
-	return nil
+	return c.mirrorCall(c.Name, "authorize", map[string]string{"dn": c.DN}, func(st mirror.Status) {
+		fmt.Printf("mirror %s: certificate %q authorized\n", st.Mirror, c.DN)
+	})
 }
 
 type mirrorFlagCmd struct {
@@ -187,21 +181,9 @@ type mirrorFlagCmd struct {
 }
 
 func (c *mirrorFlagCmd) Run() error {
-	name, err := mirror.CanonicalMirrorName(c.Name)
-	if err != nil {
-		return usageError{err}
-	}
-	ctx, cancel := c.context()
-	defer cancel()
-	var st mirror.Status
-	if err := c.admin(ctx, http.MethodPost, "/api/v1/mirrors/"+name+"/no-failover", server.MirrorActionRequest{On: !c.Clear}, &st); err != nil {
-		return err
-	}
-	if c.JSON {
-		return printJSON(st)
-	}
-	fmt.Printf("mirror %s: no-failover %v on %s\n", st.Mirror, st.NoFailover, st.Member)
-	return nil
+	return c.mirrorCall(c.Name, "no-failover", server.MirrorActionRequest{On: !c.Clear}, func(st mirror.Status) {
+		fmt.Printf("mirror %s: no-failover %v on %s\n", st.Mirror, st.NoFailover, st.Member)
+	})
 }
 
 type mirrorDBCmd struct {
@@ -211,24 +193,12 @@ type mirrorDBCmd struct {
 }
 
 func (c *mirrorDBCmd) Run(kctx *kong.Context) error {
-	name, err := mirror.CanonicalMirrorName(c.Name)
-	if err != nil {
-		return usageError{err}
-	}
-	ctx, cancel := c.context()
-	defer cancel()
 	resume := strings.Fields(kctx.Command())[1] == "resume"
-	var st mirror.Status
-	if err := c.admin(ctx, http.MethodPost, "/api/v1/mirrors/"+name+"/dejournal", server.MirrorActionRequest{On: resume, DB: c.DB}, &st); err != nil {
-		return err
-	}
-	if c.JSON {
-		return printJSON(st)
-	}
 	what := "the whole mirror"
 	if c.DB != "" {
 		what = "database " + strings.ToUpper(c.DB)
 	}
-	fmt.Printf("mirror %s: dejournaling of %s %s on %s\n", st.Mirror, what, map[bool]string{true: "resumed", false: "paused"}[resume], st.Member)
-	return nil
+	return c.mirrorCall(c.Name, "dejournal", server.MirrorActionRequest{On: resume, DB: c.DB}, func(st mirror.Status) {
+		fmt.Printf("mirror %s: dejournaling of %s %s on %s\n", st.Mirror, what, map[bool]string{true: "resumed", false: "paused"}[resume], st.Member)
+	})
 }

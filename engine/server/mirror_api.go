@@ -94,123 +94,56 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 			return mir.LocalStatus(), nil
 		})
 	})
-	mux.HandleFunc("POST /api/v1/mirrors/{name}/members", func(w http.ResponseWriter, r *http.Request) {
-		var req mirror.JoinRequest
-		if err := decodeBody(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		respond(w, func() (any, error) {
-			mir, err := s.mirrors.Mirror(r.PathValue("name"))
-			if err != nil {
-				return nil, err
-			}
-			return mir.AddMember(req.Member, mirror.RequestDN(r))
-		})
-	})
-	mux.HandleFunc("POST /api/v1/mirrors/{name}/failover", func(w http.ResponseWriter, r *http.Request) {
-		respond(w, func() (any, error) {
-			mir, err := s.mirrors.Mirror(r.PathValue("name"))
-			if err != nil {
-				return nil, err
-			}
-			if err := mir.Failover(r.Context()); err != nil {
-				return nil, err
-			}
-			return mir.LocalStatus(), nil
-		})
-	})
-	action := func(path string, f func(mir *mirror.Mirror, req MirrorActionRequest) error) {
-		mux.HandleFunc("POST /api/v1/mirrors/{name}/"+path, func(w http.ResponseWriter, r *http.Request) {
-			var req MirrorActionRequest
-			if err := decodeBody(r, &req); err != nil {
-				writeError(w, err)
-				return
-			}
-			respond(w, func() (any, error) {
-				mir, err := s.mirrors.Mirror(r.PathValue("name"))
-				if err != nil {
-					return nil, err
-				}
-				if err := f(mir, req); err != nil {
-					return nil, err
-				}
-				return mir.LocalStatus(), nil
-			})
-		})
+	type memberType struct {
+		Type string `json:"type"`
 	}
-	mux.HandleFunc("POST /api/v1/mirrors/{name}/members/{member}/type", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Type string `json:"type"`
+	type dn struct {
+		DN string `json:"dn"`
+	}
+	status := func(mir *mirror.Mirror, err error) (any, error) {
+		if err != nil {
+			return nil, err
 		}
-		if err := decodeBody(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		respond(w, func() (any, error) {
-			mir, err := s.mirrors.Mirror(r.PathValue("name"))
-			if err != nil {
-				return nil, err
-			}
-			return mir.SetMemberType(r.PathValue("member"), mirror.MemberType(req.Type))
-		})
+		return mir.LocalStatus(), nil
+	}
+	mirrorPost(s, mux, "members", func(r *http.Request, mir *mirror.Mirror, req mirror.JoinRequest) (any, error) {
+		return mir.AddMember(req.Member, mirror.RequestDN(r))
 	})
-	mux.HandleFunc("POST /api/v1/mirrors/{name}/members/{member}/remove", func(w http.ResponseWriter, r *http.Request) {
-		respond(w, func() (any, error) {
-			mir, err := s.mirrors.Mirror(r.PathValue("name"))
-			if err != nil {
-				return nil, err
-			}
-			return mir.RemoveMember(r.PathValue("member"))
-		})
+	mirrorPost(s, mux, "members/{member}/type", func(r *http.Request, mir *mirror.Mirror, req memberType) (any, error) {
+		return mir.SetMemberType(r.PathValue("member"), mirror.MemberType(req.Type))
+	})
+	mirrorPost(s, mux, "members/{member}/remove", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
+		return mir.RemoveMember(r.PathValue("member"))
+	})
+	mirrorPost(s, mux, "failover", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
+		return status(mir, mir.Failover(r.Context()))
 	})
 	// promote and demote run on the member whose type changes; it asks the primary.
-	for path, t := range map[string]mirror.MemberType{"promote": mirror.Failover, "demote": mirror.DR} {
-		mux.HandleFunc("POST /api/v1/mirrors/{name}/"+path, func(w http.ResponseWriter, r *http.Request) {
-			respond(w, func() (any, error) {
-				mir, err := s.mirrors.Mirror(r.PathValue("name"))
-				if err != nil {
-					return nil, err
-				}
-				if err := mir.RequestType(r.Context(), t); err != nil {
-					return nil, err
-				}
-				return mir.LocalStatus(), nil
-			})
-		})
-	}
-	mux.HandleFunc("POST /api/v1/mirrors/{name}/leave", func(w http.ResponseWriter, r *http.Request) {
-		respond(w, func() (any, error) {
-			return map[string]string{"left": r.PathValue("name")}, s.mirrors.Leave(r.Context(), r.PathValue("name"))
-		})
+	mirrorPost(s, mux, "promote", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
+		return status(mir, mir.RequestType(r.Context(), mirror.Failover))
 	})
-	mux.HandleFunc("POST /api/v1/mirrors/{name}/remove", func(w http.ResponseWriter, r *http.Request) {
-		respond(w, func() (any, error) {
-			return map[string]string{"removed": r.PathValue("name")}, s.mirrors.RemoveMirror(r.Context(), r.PathValue("name"))
-		})
+	mirrorPost(s, mux, "demote", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
+		return status(mir, mir.RequestType(r.Context(), mirror.DR))
 	})
-	mux.HandleFunc("POST /api/v1/mirrors/{name}/authorize", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			DN string `json:"dn"`
-		}
-		if err := decodeBody(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		respond(w, func() (any, error) {
-			mir, err := s.mirrors.Mirror(r.PathValue("name"))
-			if err != nil {
-				return nil, err
-			}
-			if _, err := mir.Authorize(req.DN); err != nil {
-				return nil, err
-			}
-			return mir.LocalStatus(), nil
-		})
+	mirrorPost(s, mux, "leave", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
+		return map[string]string{"left": mir.Name()}, s.mirrors.Leave(r.Context(), mir.Name())
 	})
-	action("no-failover", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.SetNoFailover(req.On) })
-	action("dejournal", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.PauseDejournal(req.DB, !req.On) })
-	action("mirroring", func(mir *mirror.Mirror, req MirrorActionRequest) error { return mir.SetMirroring(req.On) })
+	mirrorPost(s, mux, "remove", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
+		return map[string]string{"removed": mir.Name()}, s.mirrors.RemoveMirror(r.Context(), mir.Name())
+	})
+	mirrorPost(s, mux, "authorize", func(r *http.Request, mir *mirror.Mirror, req dn) (any, error) {
+		_, err := mir.Authorize(req.DN)
+		return status(mir, err)
+	})
+	mirrorPost(s, mux, "no-failover", func(r *http.Request, mir *mirror.Mirror, req MirrorActionRequest) (any, error) {
+		return status(mir, mir.SetNoFailover(req.On))
+	})
+	mirrorPost(s, mux, "dejournal", func(r *http.Request, mir *mirror.Mirror, req MirrorActionRequest) (any, error) {
+		return status(mir, mir.PauseDejournal(req.DB, !req.On))
+	})
+	mirrorPost(s, mux, "mirroring", func(r *http.Request, mir *mirror.Mirror, req MirrorActionRequest) (any, error) {
+		return status(mir, mir.SetMirroring(req.On))
+	})
 
 	mux.HandleFunc("GET /api/v1/mirror/local", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.localMirrorStatus())
@@ -232,6 +165,27 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "FAILED\n")
+	})
+}
+
+// mirrorPost registers POST /api/v1/mirrors/{name}/<path>: it decodes the JSON body (if any) into a B, finds the mirror and
+// answers with what f returns.
+func mirrorPost[B any](s *Server, mux *http.ServeMux, path string, f func(r *http.Request, mir *mirror.Mirror, body B) (any, error)) {
+	mux.HandleFunc("POST /api/v1/mirrors/{name}/"+path, func(w http.ResponseWriter, r *http.Request) {
+		var body B
+		if r.ContentLength != 0 {
+			if err := decodeBody(r, &body); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+		respond(w, func() (any, error) {
+			mir, err := s.mirrors.Mirror(r.PathValue("name"))
+			if err != nil {
+				return nil, err
+			}
+			return f(r, mir, body)
+		})
 	})
 }
 
