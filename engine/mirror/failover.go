@@ -199,6 +199,9 @@ func (mir *Mirror) becomePrimary(known uint64) (uint64, func(), error) {
 	}
 	cancel := mir.cancel
 	mir.role = RolePrimary
+	// Writes wait until the primary role's start has caught the databases up with a dejournaler of its own: a commit racing
+	// with dejournaling of the same key could otherwise be overwritten by an older value.
+	mir.blocked = true
 	mir.dj = nil
 	mir.recv.connected = false
 	mir.notifyLocked()
