@@ -72,6 +72,19 @@ func TestOperatorActions(t *testing.T) {
 	}
 	mustNode(t, C, "db", "catchup", "APP")
 
+	// A dismounted copy shows so; mounted again it needs a catch-up, which brings it level.
+	mustNode(t, B, "db", "dismount", "APP")
+	c.WaitFor(t, "APP on B shows Database Dismounted", 30*time.Second, func() (bool, error) {
+		s, err := dbStatusOn(B)
+		return s == mirror.DBDismounted, fmt.Errorf("status %q (%v)", s, err)
+	})
+	writeN(t, A, "M", 30)
+	mustNode(t, B, "db", "mount", "APP")
+	if s, _ := dbStatusOn(B); s != mirror.DBNeedsCatchup {
+		t.Fatalf("APP on B after mount: %q, want %q", s, mirror.DBNeedsCatchup)
+	}
+	mustNode(t, B, "db", "catchup", "APP")
+
 	// Stop mirroring on the reporting async; it stays stopped across a restart, then starts again.
 	mustNode(t, D, "mirror", "stop", "MIR")
 	D.Terminate()

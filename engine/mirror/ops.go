@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/mirrorkit/mirrorkit/engine/dejournal"
 	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
@@ -359,4 +360,46 @@ func (m *Manager) RemoveDatabase(name, mirror string) error {
 		dj.RemoveTarget(canon)
 	}
 	return m.store.Detach(canon)
+}
+
+// Catchup brings a mirrored database copy back into dejournaling: one paused by an operator or an error resumes; one that
+// dejournaling does not track (mounted again after a dismount) is added and catches up from its own applied position.
+func (mir *Mirror) Catchup(db string) error {
+	canon, err := store.CanonicalDatabaseName(db)
+	if err != nil {
+		return err
+	}
+	if err := mir.PauseDejournal(canon, false); err == nil || !errors.Is(err, dejournal.ErrUnknownDatabase) {
+		return err
+	}
+	d, err := mir.mgr.store.Database(canon)
+	if err != nil {
+		return err
+	}
+	if d.Mirror() != mir.name {
+		return fmt.Errorf("database %s is not in mirror %s", canon, mir.name)
+	}
+	mir.mu.Lock()
+	dj := mir.dj
+	mir.mu.Unlock()
+	if dj == nil {
+		return fmt.Errorf("mirror %s is not dejournaling on member %s (it is the primary, or mirroring is stopped)", mir.name, mir.mgr.opts.Self)
+	}
+	dj.AddTarget(d)
+	return nil
+}
+
+// ReleaseDatabase stops dejournaling into a mirrored database copy before it is dismounted; after it is mounted again,
+// Catchup brings it back.
+func (m *Manager) ReleaseDatabase(db, mirror string) {
+	mir, err := m.Mirror(mirror)
+	if err != nil {
+		return
+	}
+	mir.mu.Lock()
+	dj := mir.dj
+	mir.mu.Unlock()
+	if dj != nil {
+		dj.RemoveTarget(db)
+	}
 }

@@ -109,7 +109,7 @@ func (s *Server) adminHandler() http.Handler {
 			if err != nil {
 				return nil, err
 			}
-			if err := mir.PauseDejournal(info.Name, false); err != nil {
+			if err := mir.Catchup(info.Name); err != nil {
 				return nil, err
 			}
 			return s.store.Get(info.Name)
@@ -119,7 +119,12 @@ func (s *Server) adminHandler() http.Handler {
 		respond(w, func() (any, error) { return s.store.Mount(r.PathValue("name")) })
 	})
 	mux.HandleFunc("POST /api/v1/databases/{name}/dismount", func(w http.ResponseWriter, r *http.Request) {
-		respond(w, func() (any, error) { return s.store.Dismount(r.PathValue("name")) })
+		respond(w, func() (any, error) {
+			if info, err := s.store.Get(r.PathValue("name")); err == nil && info.Mirror != "" && info.Mounted {
+				s.mirrors.ReleaseDatabase(info.Name, info.Mirror)
+			}
+			return s.store.Dismount(r.PathValue("name"))
+		})
 	})
 	mux.HandleFunc("DELETE /api/v1/databases/{name}", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) {
