@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -233,5 +232,3 @@ func saveState(dir string, st localState) error {
 	}
 	return atomicfile.WriteJSON(filepath.Join(dir, stateFile), st)
 }
-
-var errNoState = errors.New("no mirror state")

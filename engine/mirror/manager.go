@@ -166,15 +166,13 @@ func (m *Manager) Mirror(name string) (*Mirror, error) {
 	defer m.mu.Unlock()
 	mir, ok := m.mirrors[canon]
 	if !ok {
-		return nil, fmt.Errorf("member %s is not in mirror %s: %w", m.opts.Self, canon, errNoMirror)
+		return nil, fmt.Errorf("member %s is not in mirror %s: %w", m.opts.Self, canon, ErrNoMirror)
 	}
 	return mir, nil
 }
 
-var errNoMirror = errors.New("no such mirror")
-
 // ErrNoMirror is returned for a mirror this member does not belong to.
-var ErrNoMirror = errNoMirror
+var ErrNoMirror = errors.New("no such mirror")
 
 // Names lists this member's mirrors.
 func (m *Manager) Names() []string {

@@ -316,12 +316,6 @@ func (mir *Mirror) SetMirroring(run bool) error {
 	return nil
 }
 
-// errNotPrimary reports whether err is a not-primary refusal.
-func errNotPrimary(err error) bool {
-	var we *wire.Error
-	return errors.As(err, &we) && we.Code == wire.CodeNotPrimary
-}
-
 // RemoveDatabase takes a database out of the mirror on this member. On the primary this is permanent for the mirror (the
 // other members then show their copies as Obsolete); anywhere, the local copy becomes a local, non-mirrored database.
 func (m *Manager) RemoveDatabase(name, mirror string) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/version"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
@@ -191,7 +192,9 @@ var errorStatus = map[wire.Code]struct {
 func writeError(w http.ResponseWriter, err error) {
 	status, name := http.StatusInternalServerError, "internal"
 	var we *wire.Error
-	if errors.As(err, &we) {
+	if errors.Is(err, mirror.ErrNoMirror) {
+		status, name = http.StatusNotFound, "no-such-mirror"
+	} else if errors.As(err, &we) {
 		if e, ok := errorStatus[we.Code]; ok {
 			status, name = e.status, e.name
 		}
