@@ -278,8 +278,9 @@ func TestRedirectLoopGivesUp(t *testing.T) {
 			if msg := err.Error(); !strings.Contains(msg, a.addr()) || !strings.Contains(msg, b.addr()) {
 				t.Fatalf("error %q does not name both %s and %s", msg, a.addr(), b.addr())
 			}
-			// Backoff between rounds keeps the loop from hammering the members.
-			if n := a.requests.Load() + b.requests.Load(); n < 4 || n > 40 {
+			// Both members were asked, and backoff between rounds keeps the loop from hammering them (on a loaded machine fewer
+			// rounds fit in the time, so only the upper bound depends on timing).
+			if n := a.requests.Load() + b.requests.Load(); n < 2 || n > 40 {
 				t.Fatalf("members saw %d requests in the loop", n)
 			}
 		})
