@@ -32,6 +32,7 @@ type cli struct {
 	KV      kvCmd      `cmd:"" name:"kv" help:"Read and write data on a member."`
 	Journal journalCmd `cmd:"" help:"Inspect journal files offline."`
 	Mirror  mirrorCmd  `cmd:"" help:"Create, join and operate mirrors."`
+	Arbiter arbiterCmd `cmd:"" help:"Run an arbiter for the failover members of mirrors."`
 }
 
 func main() {
