@@ -110,11 +110,13 @@ type Journal struct {
 	curTxnID  uint64 // id given to TxnID==0 records until the next TxnEnd
 	txnOpen   bool   // the last appended record did not end its transaction
 	appended  Position
+	written   Position // written to the segment files (possibly not yet synced): what a stream may ship
 	durable   Position
 	fill      *batch // records appended since the last leader took its batch
 	spare     *batch // empty buffer swapped in by the next leader (nil while one writes)
 	syncing   bool   // a leader is writing and syncing
 	durableCh chan struct{}
+	writtenCh chan struct{}  // closed and replaced whenever written advances (or durable, truncation, failure)
 	segs      []segmentState // oldest first; the last is the one being appended to
 	retained  map[string]Position
 	stats     Stats
@@ -145,6 +147,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		fill:      &batch{},
 		spare:     &batch{},
 		durableCh: make(chan struct{}),
+		writtenCh: make(chan struct{}),
 		retained:  make(map[string]Position),
 	}
 	j.w = segmentWriter{fs: j.fs, dir: dir, segmentSize: opts.SegmentSize}
@@ -226,6 +229,7 @@ func (j *Journal) recover() error {
 	last := j.segs[len(j.segs)-1]
 	j.appended = Position{Epoch: last.endEpoch, Segment: last.num, Offset: uint64(last.end)}
 	j.durable = j.appended
+	j.written = j.appended
 	j.recovery.First = j.firstLocked()
 	j.recovery.End = j.appended
 	return nil
@@ -430,7 +434,15 @@ func (j *Journal) leadLocked() {
 	j.mu.Unlock()
 
 	start := time.Now()
-	err := j.writeBatch(b)
+	err := j.writeChunks(b)
+	if err == nil {
+		// Streams may ship what is written while it syncs, so a backup's sync overlaps this one.
+		j.mu.Lock()
+		j.written = b.end
+		j.notifyWrittenLocked()
+		j.mu.Unlock()
+		err = j.w.sync()
+	}
 	info := SyncInfo{Records: b.records, Transactions: b.txns, Bytes: b.bytes, Duration: time.Since(start)}
 	if err == nil && j.opts.OnSync != nil {
 		j.opts.OnSync(info)
@@ -457,11 +469,17 @@ func (j *Journal) leadLocked() {
 	j.spare = b
 	close(j.durableCh)
 	j.durableCh = make(chan struct{})
+	j.notifyWrittenLocked()
 }
 
-// writeBatch writes the chunks of b, creating segments as it reaches them,
-// and syncs the last file written.
-func (j *Journal) writeBatch(b *batch) error {
+func (j *Journal) notifyWrittenLocked() {
+	close(j.writtenCh)
+	j.writtenCh = make(chan struct{})
+}
+
+// writeChunks writes the chunks of b, creating segments as it reaches them;
+// the caller syncs the last file written.
+func (j *Journal) writeChunks(b *batch) error {
 	for i := range b.chunks[:b.used] {
 		c := &b.chunks[i]
 		if c.create {
@@ -473,7 +491,7 @@ func (j *Journal) writeBatch(b *batch) error {
 			return err
 		}
 	}
-	return j.w.sync()
+	return nil
 }
 
 // Commit appends recs and waits until they are durable. If ctx ends first
@@ -607,6 +625,7 @@ func (j *Journal) Close() error {
 	j.state = stateClosed
 	close(j.durableCh)
 	j.durableCh = make(chan struct{})
+	j.notifyWrittenLocked()
 	j.mu.Unlock()
 
 	if cerr := j.w.close(); err == nil {

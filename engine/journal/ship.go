@@ -25,12 +25,43 @@ import (
 // segment is ErrPurged; one that is not a boundary, or lies beyond the durable
 // end, is ErrBadPosition.
 func (j *Journal) ReadEncoded(from Position, maxBytes int) (frames []byte, next Position, err error) {
+	return j.readEncoded(from, maxBytes, false)
+}
+
+// ReadWritten is ReadEncoded up to what has been written to the segment files, synced or not: a stream to another member
+// ships records while the group commit is still syncing them, so the other member's sync overlaps this one. Records shipped
+// this way may be lost here by a crash before the sync; the receiving member then simply holds more than this one.
+func (j *Journal) ReadWritten(from Position, maxBytes int) (frames []byte, next Position, err error) {
+	return j.readEncoded(from, maxBytes, true)
+}
+
+// WrittenNotify returns a channel closed the next time the written end (or the durable end) advances, or the journal closes.
+func (j *Journal) WrittenNotify() <-chan struct{} {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.state == stateClosed || j.failed != nil {
+		return closedChan
+	}
+	return j.writtenCh
+}
+
+// WrittenEnd is the end of what has been written to the segment files.
+func (j *Journal) WrittenEnd() Position {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.written
+}
+
+func (j *Journal) readEncoded(from Position, maxBytes int, written bool) (frames []byte, next Position, err error) {
 	j.mu.Lock()
 	if j.state == stateClosed {
 		j.mu.Unlock()
 		return nil, from, ErrClosed
 	}
 	first, durable, failed := j.firstLocked(), j.durable, j.failed
+	if written {
+		durable = j.written // "durable" below is the limit of what may be read
+	}
 	start := from
 	if start.IsZero() {
 		start = first

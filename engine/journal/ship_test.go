@@ -1,9 +1,11 @@
 package journal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -212,5 +214,50 @@ func TestReadEncodedDetectsCorruption(t *testing.T) {
 	_, _, err := j.ReadEncoded(Position{}, 1<<20)
 	if want := fmt.Sprintf("journal.000001 at offset %d:", bad.Offset); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestReadWrittenShipsBeforeTheSync holds the group commit inside its sync and checks that the records it wrote can already
+// be read for shipping (ReadWritten, WrittenNotify) while ReadEncoded, bound to what is durable, does not return them yet.
+func TestReadWrittenShipsBeforeTheSync(t *testing.T) {
+	mem := vfs.NewMem()
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var gate atomic.Bool
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFileSyncData && gate.CompareAndSwap(true, false) {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+	j := openTest(t, testDir, testOptions(t, errorfs.Wrap(mem, inj)))
+	start := j.DurableEnd()
+	notify := j.WrittenNotify()
+
+	gate.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := j.Commit(context.Background(), []Record{setRecord("db", "k", "v")})
+		done <- err
+	}()
+	<-entered // written, not yet synced
+	<-notify
+	frames, next, err := j.ReadWritten(start, 1<<20)
+	if err != nil || len(frames) == 0 || next != j.WrittenEnd() {
+		t.Fatalf("ReadWritten during the sync: %d bytes, next %s (written end %s), %v", len(frames), next, j.WrittenEnd(), err)
+	}
+	if rec, _, err := DecodeRecord(frames); err != nil || string(rec.Key) != "k" {
+		t.Fatalf("shipped record %+v, %v", rec, err)
+	}
+	if frames, _, err := j.ReadEncoded(start, 1<<20); err != nil || len(frames) != 0 {
+		t.Fatalf("ReadEncoded returned %d bytes that are not durable yet (%v)", len(frames), err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if j.DurableEnd() != j.WrittenEnd() {
+		t.Fatalf("after the sync: durable %s, written %s", j.DurableEnd(), j.WrittenEnd())
 	}
 }

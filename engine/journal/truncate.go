@@ -75,10 +75,12 @@ func (j *Journal) TruncateAfter(pos Position) (removed []Record, err error) {
 	s.end, s.endEpoch, s.modTime = t.off, t.epoch, j.opts.Now()
 	j.appended = Position{Epoch: t.epoch, Segment: t.seg, Offset: uint64(t.off)}
 	j.durable = j.appended
+	j.written = j.appended
 	j.txnOpen = t.txnOpen
 	// Wake waiters and readers so that they see the new end.
 	close(j.durableCh)
 	j.durableCh = make(chan struct{})
+	j.notifyWrittenLocked()
 	j.log.Warn().Stringer("pos", j.appended).Int("records", len(t.removed)).Msg("truncated the journal")
 	return t.removed, nil
 }

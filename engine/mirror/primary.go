@@ -110,7 +110,7 @@ func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
 		refuse(c, e)
 		return e
 	}
-	if end := mir.jrn.DurableEnd(); end.Less(from) {
+	if end := mir.jrn.WrittenEnd(); end.Less(from) {
 		mir.mu.Unlock()
 		e := &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("member %s has mirror %s journal up to %s, beyond this primary's end %s: its copy diverged and must be rebuilt", start.Member, mir.name, from, end)}
 		refuse(c, e)
@@ -219,14 +219,15 @@ func (mir *Mirror) broadcastConfig() {
 	}
 }
 
-// send ships durable journal records from pos to the replica, compressed, and heartbeats when there is nothing to send.
+// send ships journal records from pos to the replica as soon as they are written (while this member's sync is still under
+// way, so the backup's sync overlaps it), compressed, and heartbeats when there is nothing to send.
 func (mir *Mirror) send(r *replica, pos journal.Position, qos time.Duration) error {
 	heartbeat := time.NewTicker(max(qos/4, 50*time.Millisecond))
 	defer heartbeat.Stop()
 	var buf []byte
 	for {
-		notify := mir.jrn.DurableNotify()
-		frames, next, err := mir.jrn.ReadEncoded(pos, batchBytes)
+		notify := mir.jrn.WrittenNotify()
+		frames, next, err := mir.jrn.ReadWritten(pos, batchBytes)
 		if err != nil {
 			if errors.Is(err, journal.ErrPurged) {
 				refuse(r.conn, &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("mirror %s journal from %s is purged on the primary; rebuild member %s from a newer backup", mir.name, pos, r.name)})
@@ -274,7 +275,7 @@ func (mir *Mirror) send(r *replica, pos journal.Position, qos time.Duration) err
 	}
 }
 
-// caughtUpSending is called when the sender has shipped everything durable: a backup that is not yet active starts
+// caughtUpSending is called when the sender has shipped everything written: a backup that is not yet active starts
 // activating — from now on commits wait for its acks, and once it has acknowledged everything up to here it is Active.
 func (mir *Mirror) caughtUpSending(r *replica, pos journal.Position) {
 	mir.mu.Lock()
