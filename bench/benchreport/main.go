@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
 
 	"github.com/mirrorkit/mirrorkit/bench/internal/latency"
+	"github.com/mirrorkit/mirrorkit/bench/internal/mirrorresult"
 )
 
 type cli struct {
@@ -25,6 +27,7 @@ type cli struct {
 	Duration      time.Duration `required:"" help:"Measured duration of each point."`
 	Warmup        time.Duration `required:"" help:"Warmup before each point."`
 	Conns         int           `required:"" help:"Connections in the mirrorkit client's pool."`
+	QoS           time.Duration `name:"qos" default:"2s" help:"QoS timeout of the mirrors the run made."`
 	PgbenchScript string        `required:"" type:"existingfile" help:"The pgbench custom script that was run."`
 	PgbenchArgs   string        `required:"" help:"The pgbench options used, with N for the client count."`
 	TargetClients int           `default:"64" help:"Client count the targets are judged at."`
@@ -60,37 +63,99 @@ func (c *cli) run() error {
 		return err
 	}
 	var doc strings.Builder
-	writeHeader(&doc, c, facts, string(script))
+	writeHeader(&doc, c, res, facts, string(script))
 	var tables strings.Builder
 	writeResults(&tables, res)
-	writeTargets(&tables, judge(res, c.TargetClients))
+	writeMirroring(&tables, res)
+	targets := append(judge(res, c.TargetClients), judgeMirroring(res, c.TargetClients)...)
+	writeTargets(&tables, targets)
 	doc.WriteString(tables.String())
 	if err := os.WriteFile(c.Out, []byte(doc.String()), 0o644); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	_, err = io.WriteString(os.Stdout, tables.String())
-	return err
+	if _, err := io.WriteString(os.Stdout, tables.String()); err != nil {
+		return err
+	}
+	return failures(targets, c.Out)
 }
 
+// ErrFailed is returned, after the report is written, when the run found the product misbehaving.
+var ErrFailed = errors.New("benchmark found failures")
+
+// failures names every correctness goal the run did not meet.
+func failures(targets []target, out string) error {
+	var failed []string
+	for _, t := range targets {
+		if t.correctness && t.judged && !t.met {
+			failed = append(failed, fmt.Sprintf("%s: %s", t.goal, t.measured))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w (see %s):\n  %s", ErrFailed, out, strings.Join(failed, "\n  "))
+}
+
+// System names of the summaries a run produces, besides the fsync and fdatasync baselines.
+const (
+	systemMirrorkit  = "mirrorkit"
+	systemPostgreSQL = "postgresql"
+	systemBackup     = "mirrorkit-backup" // mirrorkit with an Active backup
+	systemStandby    = "postgresql-sync"  // PostgreSQL with a synchronous standby
+)
+
 // results holds one run's summaries: the two systems by client count, the fsync baseline and, when the run measured it,
-// the stricter preallocated-fdatasync baseline.
+// the stricter preallocated-fdatasync baseline; and the mirroring results: both systems with a synchronous copy by
+// client count, the planned failovers and the async's lag.
 type results struct {
 	clients    []int
 	mirrorkit  map[int]latency.Summary
 	postgresql map[int]latency.Summary
 	fsync      latency.Summary
 	fdatasync  *latency.Summary
+	backup     map[int]latency.Summary
+	standby    map[int]latency.Summary
+	failover   *mirrorresult.Failover
+	lag        *mirrorresult.AsyncLag
 }
 
 // ErrMissingResult is returned when a run lacks a figure every report needs.
 var ErrMissingResult = errors.New("missing result")
 
 func readResults(r io.Reader) (results, error) {
-	res := results{mirrorkit: map[int]latency.Summary{}, postgresql: map[int]latency.Summary{}}
+	res := results{mirrorkit: map[int]latency.Summary{}, postgresql: map[int]latency.Summary{},
+		backup: map[int]latency.Summary{}, standby: map[int]latency.Summary{}}
 	haveFsync := false
 	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20) // a failover result lists every round
 	for line := 1; sc.Scan(); line++ {
 		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		var probe struct {
+			System string `json:"system"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &probe); err != nil {
+			return results{}, fmt.Errorf("line %d: %w", line, err)
+		}
+		switch probe.System {
+		case mirrorresult.SystemFailover:
+			if res.failover != nil {
+				return results{}, fmt.Errorf("line %d: second failover result", line)
+			}
+			res.failover = &mirrorresult.Failover{}
+			if err := json.Unmarshal(sc.Bytes(), res.failover); err != nil {
+				return results{}, fmt.Errorf("line %d: %w", line, err)
+			}
+			continue
+		case mirrorresult.SystemAsyncLag:
+			if res.lag != nil {
+				return results{}, fmt.Errorf("line %d: second async lag result", line)
+			}
+			res.lag = &mirrorresult.AsyncLag{}
+			if err := json.Unmarshal(sc.Bytes(), res.lag); err != nil {
+				return results{}, fmt.Errorf("line %d: %w", line, err)
+			}
 			continue
 		}
 		var s latency.Summary
@@ -105,19 +170,25 @@ func readResults(r io.Reader) (results, error) {
 		case "fdatasync":
 			res.fdatasync = &s
 			continue
-		case "mirrorkit":
+		case systemMirrorkit:
 			into = res.mirrorkit
-		case "postgresql":
+		case systemPostgreSQL:
 			into = res.postgresql
+		case systemBackup:
+			into = res.backup
+		case systemStandby:
+			into = res.standby
 		default:
 			return results{}, fmt.Errorf("line %d: unknown system %q", line, s.System)
 		}
 		if _, dup := into[s.Clients]; dup {
 			return results{}, fmt.Errorf("line %d: second %s result at %d clients", line, s.System, s.Clients)
 		}
-		if _, seen := res.mirrorkit[s.Clients]; !seen {
-			if _, seen := res.postgresql[s.Clients]; !seen {
-				res.clients = append(res.clients, s.Clients)
+		if s.System == systemMirrorkit || s.System == systemPostgreSQL {
+			if _, seen := res.mirrorkit[s.Clients]; !seen {
+				if _, seen := res.postgresql[s.Clients]; !seen {
+					res.clients = append(res.clients, s.Clients)
+				}
 			}
 		}
 		into[s.Clients] = s
@@ -132,6 +203,14 @@ func readResults(r io.Reader) (results, error) {
 		for name, m := range map[string]map[int]latency.Summary{"mirrorkit": res.mirrorkit, "postgresql": res.postgresql} {
 			if _, ok := m[n]; !ok {
 				return results{}, fmt.Errorf("%s at %d clients: %w", name, n, ErrMissingResult)
+			}
+		}
+	}
+	// A system with a synchronous copy is compared with the same system alone.
+	for name, m := range map[string]map[int]latency.Summary{systemBackup: res.backup, systemStandby: res.standby} {
+		for n := range m {
+			if !slices.Contains(res.clients, n) {
+				return results{}, fmt.Errorf("%s at %d clients, without mirrorkit and postgresql at %d clients: %w", name, n, n, ErrMissingResult)
 			}
 		}
 	}
@@ -159,6 +238,9 @@ type target struct {
 	met      bool
 	judged   bool // false when the run did not measure the client count the goal names
 	note     bool // not a goal of the brief: the same bar against a stricter baseline, for information
+	// correctness marks a goal that is a property rather than a speed: not meeting it is a failure of the product, so the
+	// report says FAIL and the run exits with an error.
+	correctness bool
 }
 
 func judge(res results, n int) []target {

@@ -5,16 +5,18 @@ import (
 	"strings"
 )
 
-func writeHeader(b *strings.Builder, c *cli, facts []fact, pgScript string) {
+func writeHeader(b *strings.Builder, c *cli, res results, facts []fact, pgScript string) {
 	fmt.Fprintf(b, `# Benchmarks
 
 Durable commits per second and commit latency of a mirrorkit member, side by side with PostgreSQL and with the raw rate of
-one fsync per commit, all measured in the same run on the same machine and the same filesystem. The machine is shared and
-noisy, so read the **ratios** against the baselines of the same run rather than the absolute figures.
+one fsync per commit; the same with a synchronous copy (mirrorkit with an Active backup, PostgreSQL with a synchronous
+standby); the client-visible pause of planned failovers under load; and a DR async's lag under full commit load. All are
+measured in the same run on the same machine and the same filesystem. The machine is shared and noisy, so read the
+**ratios** against the baselines of the same run rather than the absolute figures.
 
 Reproduce with:
 
-`+"```sh\nmake bench    # this run: BENCH_DURATION=%s BENCH_WARMUP=%s\n```"+`
+`+"```sh\nmake bench    # this run: BENCH_DURATION=%s BENCH_WARMUP=%s (see the Command line below for every setting)\n```"+`
 
 ## Method
 
@@ -47,12 +49,14 @@ acknowledged, and the point is measured for %s after a %s warmup. Keys are rando
   fdatasync, which is cheaper; so the run also measures that stricter baseline (`+"`fsyncbench --prealloc`"+`: the same
   records written into a file extended 4 MiB ahead of the data, fdatasync after each) and reports mirrorkit against it
   for information.
-
+`, c.Duration, c.Warmup, c.Duration, c.Warmup, c.Conns, c.PgbenchArgs, indent(pgScript, "  "))
+	writeMirroringMethod(b, c, res)
+	b.WriteString(`
 ## Environment
 
 | | |
 |---|---|
-`, c.Duration, c.Warmup, c.Duration, c.Warmup, c.Conns, c.PgbenchArgs, indent(pgScript, "  "))
+`)
 	for _, f := range facts {
 		fmt.Fprintf(b, "| %s | %s |\n", f.name, f.value)
 	}
@@ -96,6 +100,9 @@ func writeTargets(b *strings.Builder, targets []target) {
 	b.WriteString("## Targets\n\n| target | measured | result |\n|---|---|---|\n")
 	for _, t := range targets {
 		verdict := "MISS"
+		if t.correctness {
+			verdict = "FAIL"
+		}
 		switch {
 		case !t.judged:
 			verdict = "NOT MEASURED"

@@ -37,6 +37,7 @@ type cli struct {
 	Warmup   time.Duration `default:"2s" help:"How long to run before measuring."`
 	Conns    int           `default:"4" help:"Connections in the client's pool."`
 	JSON     bool          `name:"json" help:"Print the result as one line of JSON."`
+	System   string        `default:"mirrorkit" help:"Name to report the run under (e.g. mirrorkit-backup when the member has an Active backup)."`
 }
 
 func main() {
@@ -82,7 +83,7 @@ func (c *cli) run(ctx context.Context, out io.Writer) (err error) {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	s, err := latency.Summarize("mirrorkit", c.Clients, c.Duration, slices.Concat(perClient...))
+	s, err := latency.Summarize(c.System, c.Clients, c.Duration, slices.Concat(perClient...))
 	if err != nil {
 		return fmt.Errorf("database %s on %s: %w", c.DB, c.Member, err)
 	}

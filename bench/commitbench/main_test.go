@@ -65,14 +65,16 @@ func TestRun(t *testing.T) {
 	tests := []struct {
 		name           string
 		clients, conns int
+		system         string
 	}{
-		{"one client", 1, 1},
-		{"more clients than connections", 8, 2},
+		{"one client", 1, 1, "mirrorkit"},
+		{"more clients than connections", 8, 2, "mirrorkit"},
+		{"reported under another name", 2, 1, "mirrorkit-backup"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := cli{Member: addr, DB: "BENCH", Clients: tt.clients, Conns: tt.conns,
-				Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, JSON: true}
+				Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, JSON: true, System: tt.system}
 			var out bytes.Buffer
 			if err := c.run(context.Background(), &out); err != nil {
 				t.Fatalf("run: %v", err)
@@ -81,8 +83,8 @@ func TestRun(t *testing.T) {
 			if err := json.Unmarshal(out.Bytes(), &s); err != nil {
 				t.Fatalf("decode %q: %v", out.String(), err)
 			}
-			if s.System != "mirrorkit" || s.Clients != tt.clients || s.Ops == 0 || s.Seconds != 0.3 {
-				t.Fatalf("summary %+v: want mirrorkit, %d clients, some ops in 0.3s", s, tt.clients)
+			if s.System != tt.system || s.Clients != tt.clients || s.Ops == 0 || s.Seconds != 0.3 {
+				t.Fatalf("summary %+v: want %s, %d clients, some ops in 0.3s", s, tt.system, tt.clients)
 			}
 			if s.P50Ms <= 0 || s.P50Ms > s.P99Ms || s.P99Ms > s.MaxMs {
 				t.Fatalf("summary %+v: latencies out of order", s)
