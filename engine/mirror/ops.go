@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/dejournal"
 	"github.com/mirrorkit/mirrorkit/engine/journal"
@@ -201,10 +202,19 @@ func (m *Manager) CreateDatabase(name, mirror string) (store.Info, error) {
 		mir.broadcastConfig()
 		return info, nil
 	}
-	if !slices.Contains(cfg.Databases, canon) {
+	if !mir.waitForDatabase(canon) {
 		return store.Info{}, fmt.Errorf("database %s is not in mirror %s: create it on the primary %s first", canon, mir.name, cfg.Primary)
 	}
+	// The marker may still be on its way when the configuration naming the database has arrived: wait a little for it.
+	deadline := time.Now().Add(cfg.QoS.Duration)
 	start, err := mir.findCreateMarker(canon)
+	for err != nil && time.Now().Before(deadline) {
+		select {
+		case <-mir.jrn.DurableNotify():
+		case <-time.After(time.Until(deadline)):
+		}
+		start, err = mir.findCreateMarker(canon)
+	}
 	if err != nil {
 		return store.Info{}, err
 	}
@@ -220,6 +230,21 @@ func (m *Manager) CreateDatabase(name, mirror string) (store.Info, error) {
 		mir.mu.Unlock()
 	}
 	return info, nil
+}
+
+// waitForDatabase reports whether db is a mirrored database of the mirror, waiting up to the QoS timeout for the primary's
+// configuration to arrive (a database created on the primary a moment ago).
+func (mir *Mirror) waitForDatabase(db string) bool {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	deadline := time.Now().Add(mir.st.Config.QoS.Duration)
+	for !slices.Contains(mir.st.Config.Databases, db) {
+		left := time.Until(deadline)
+		if left <= 0 || !mir.waitLocked(context.Background(), left) && time.Now().After(deadline) {
+			return slices.Contains(mir.st.Config.Databases, db)
+		}
+	}
+	return true
 }
 
 // findCreateMarker returns the position just after the newest create marker of db in this member's journal copy.
