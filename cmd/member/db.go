@@ -15,14 +15,15 @@ import (
 )
 
 type dbCmd struct {
-	Create   dbCreateCmd `cmd:"" help:"Create a database."`
-	List     dbListCmd   `cmd:"" help:"List databases."`
-	Mount    dbNameCmd   `cmd:"" help:"Mount a dismounted database."`
-	Dismount dbNameCmd   `cmd:"" help:"Flush and dismount a database (its data stays on disk)."`
-	Delete   dbNameCmd   `cmd:"" help:"Delete a database and its files."`
-	Hash     dbNameCmd   `cmd:"" help:"Print a logical hash of a database's content (compare copies across members)."`
-	Remove   dbNameCmd   `cmd:"" help:"Take a mirrored database out of its mirror (on the primary first: permanent for the mirror; the copy stays as a local database)."`
-	Catchup  dbNameCmd   `cmd:"" help:"Resume dejournaling of a mirrored database that was paused or stopped by an error; it catches up from its position."`
+	Create   dbCreateCmd   `cmd:"" help:"Create a database."`
+	List     dbListCmd     `cmd:"" help:"List databases."`
+	Mount    dbNameCmd     `cmd:"" help:"Mount a dismounted database."`
+	Dismount dbNameCmd     `cmd:"" help:"Flush and dismount a database (its data stays on disk)."`
+	Delete   dbNameCmd     `cmd:"" help:"Delete a database and its files."`
+	Hash     dbNameCmd     `cmd:"" help:"Print a logical hash of a database's content (compare copies across members)."`
+	Remove   dbNameCmd     `cmd:"" help:"Take a mirrored database out of its mirror (on the primary first: permanent for the mirror; the copy stays as a local database)."`
+	Catchup  dbNameCmd     `cmd:"" help:"Resume dejournaling of a mirrored database that was paused or stopped by an error; it catches up from its position."`
+	Activate dbActivateCmd `cmd:"" help:"Activate a copy of a mirrored database placed in this member's db/ directory (files of a dismounted copy from another member); it catches up from the position it had."`
 }
 
 type dbCreateCmd struct {
@@ -62,6 +63,25 @@ func (c *dbListCmd) Run() error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", i.Name, mountState(i.Mounted), i.Applied, i.Bytes, i.Dir)
 	}
 	return tw.Flush()
+}
+
+type dbActivateCmd struct {
+	remote
+	Name   string `arg:"" help:"Database name."`
+	Mirror string `required:"" help:"The mirror the database belongs to."`
+}
+
+func (c *dbActivateCmd) Run() error {
+	if _, err := store.CanonicalDatabaseName(c.Name); err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := c.context()
+	defer cancel()
+	var info store.Info
+	if err := c.admin(ctx, http.MethodPost, "/api/v1/databases/"+url.PathEscape(c.Name)+"/activate", server.CreateDatabaseRequest{Mirror: c.Mirror}, &info); err != nil {
+		return err
+	}
+	return printInfo(c.JSON, info, "activated")
 }
 
 // dbNameCmd serves mount, dismount and delete: the sub-command's name picks the call.

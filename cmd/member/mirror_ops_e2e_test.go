@@ -3,6 +3,8 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -223,4 +225,46 @@ func TestReadWriteReportingAsyncWritesLocally(t *testing.T) {
 		r := R.CLI(t, "kv", "get", "^Q(19)", "--db", "APP")
 		return r.ExitCode == 0, fmt.Errorf("%s", r.Stderr)
 	})
+}
+
+// TestActivateCopiedDatabase gives a DR async its copy of a mirrored database by copying the files of the backup's copy
+// (taken while dismounted there) and activating it: it catches up from the position the copy had.
+func TestActivateCopiedDatabase(t *testing.T) {
+	c := testcluster.New(t)
+	for _, n := range []string{"A", "B", "C"} {
+		c.Add(n)
+	}
+	defer dumpLogs(t, c)
+	c.Start()
+	A, B, C := c.Node("A"), c.Node("B"), c.Node("C")
+	mustNode(t, A, "mirror", "create", "MIR", "--qos", "2s")
+	mustNode(t, B, "mirror", "join", "MIR", "--primary", A.Addr, "--as", "failover")
+	mustNode(t, C, "mirror", "join", "MIR", "--primary", A.Addr, "--as", "dr")
+	mustNode(t, A, "db", "create", "APP", "--mirror", "MIR")
+	mustNode(t, B, "db", "create", "APP", "--mirror", "MIR")
+	writeN(t, A, "Before", 200)
+
+	if r := C.CLI(t, "db", "activate", "APP", "--mirror", "MIR"); r.ExitCode != 1 || !strings.Contains(r.Stderr, "no database copy") {
+		t.Fatalf("activate without files: exit %d %q", r.ExitCode, r.Stderr)
+	}
+	waitTransfer(t, c, "A", "B", mirror.TransferActive)
+	mustNode(t, B, "db", "dismount", "APP")
+	if err := os.CopyFS(filepath.Join(C.DataDir, "db", "APP"), os.DirFS(filepath.Join(B.DataDir, "db", "APP"))); err != nil {
+		t.Fatal(err)
+	}
+	mustNode(t, B, "db", "mount", "APP")
+	mustNode(t, B, "db", "catchup", "APP")
+	writeN(t, A, "After", 200) // the copy is behind these: it catches up from its own position
+
+	if s, err := dbStatusOn(C); err != nil || s != mirror.DBNeedsActivation {
+		t.Fatalf("APP copied onto C before activation: %q %v", s, err)
+	}
+	mustNode(t, C, "db", "activate", "APP", "--mirror", "MIR")
+	waitConverged(t, c)
+	if s, err := dbStatusOn(C); err != nil || s != mirror.DBDejournaling {
+		t.Fatalf("APP on C after activation: %q %v", s, err)
+	}
+	if r := C.CLI(t, "db", "activate", "APP", "--mirror", "MIR"); r.ExitCode != 1 || !strings.Contains(r.Stderr, "already exists") {
+		t.Fatalf("second activation: exit %d %q", r.ExitCode, r.Stderr)
+	}
 }

@@ -422,3 +422,43 @@ func (m *Manager) ReleaseDatabase(db, mirror string) {
 		dj.RemoveTarget(db)
 	}
 }
+
+// Activate brings a copy of a mirrored database into this member: a copy of its files taken from another member (while
+// dismounted there) and placed in this member's database directory. The copy is activated at the journal position it had
+// applied and catches up from the mirror journal; if this member's copy of the journal no longer reaches back there, the
+// copy is refused: take a newer one.
+func (m *Manager) Activate(name, mirror string) (store.Info, error) {
+	mir, err := m.Mirror(mirror)
+	if err != nil {
+		return store.Info{}, err
+	}
+	canon, err := store.CanonicalDatabaseName(name)
+	if err != nil {
+		return store.Info{}, err
+	}
+	if mir.Role() == RolePrimary {
+		return store.Info{}, fmt.Errorf("member %s is the primary of mirror %s: its databases are the originals; activate copies on the other members", m.opts.Self, mir.name)
+	}
+	if !mir.waitForDatabase(canon) {
+		return store.Info{}, fmt.Errorf("database %s is not in mirror %s: add it on the primary %s first", canon, mir.name, mir.Config().Primary)
+	}
+	check := func(applied journal.Position) error {
+		if first := mir.jrn.FirstPosition(); applied.Less(first) {
+			return fmt.Errorf("the copy of %s has applied the mirror journal up to %s, but this member's journal starts at %s: the records in between are purged; take a newer copy",
+				canon, applied, first)
+		}
+		return nil
+	}
+	info, err := m.store.Adopt(canon, mir.name, check)
+	if err != nil {
+		return store.Info{}, err
+	}
+	if d, err := m.store.Database(canon); err == nil {
+		mir.mu.Lock()
+		if mir.dj != nil {
+			mir.dj.AddTarget(d)
+		}
+		mir.mu.Unlock()
+	}
+	return info, nil
+}

@@ -27,14 +27,15 @@ const (
 	DejournalNeedsAttention = "Warning! Some databases need attention."
 	DejournalStopped        = "Warning! Dejournaling is stopped."
 
-	DBNormal       = "Normal"
-	DBDejournaling = "Dejournaling"
-	DBCatchupRun   = "Catchup Running"
-	DBStopped      = "Dejournaling Stopped"
-	DBDismounted   = "Database Dismounted"
-	DBOrphaned     = "Orphaned"
-	DBObsolete     = "Obsolete"
-	DBNeedsCatchup = "Needs Catchup"
+	DBNormal          = "Normal"
+	DBDejournaling    = "Dejournaling"
+	DBCatchupRun      = "Catchup Running"
+	DBStopped         = "Dejournaling Stopped"
+	DBDismounted      = "Database Dismounted"
+	DBOrphaned        = "Orphaned"
+	DBObsolete        = "Obsolete"
+	DBNeedsCatchup    = "Needs Catchup"
+	DBNeedsActivation = "Needs Activation"
 )
 
 // MemberStatus is one row of the Mirror Monitor.
@@ -228,6 +229,13 @@ func (mir *Mirror) databaseStatus(cfg Config, dj *dejournal.Dejournaler, stopped
 			ds.Status, ds.NextRecord = DBDejournaling, d.Applied.String()
 		}
 		out = append(out, ds)
+	}
+	if cfg.Primary != mir.mgr.opts.Self {
+		for _, name := range mir.mgr.store.Unregistered() {
+			if containsFold(cfg.Databases, name) {
+				out = append(out, DatabaseStatus{Name: name, Status: DBNeedsActivation})
+			}
+		}
 	}
 	for i := range rows {
 		if rows[i].Name != mir.mgr.opts.Self || rows[i].Name == cfg.Primary {

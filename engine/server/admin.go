@@ -97,6 +97,14 @@ func (s *Server) adminHandler() http.Handler {
 			return s.store.Get(info.Name)
 		})
 	})
+	mux.HandleFunc("POST /api/v1/databases/{name}/activate", func(w http.ResponseWriter, r *http.Request) {
+		var req CreateDatabaseRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Mirror == "" {
+			writeError(w, fmt.Errorf("request body: give the mirror: %w", wire.ErrBadRequest))
+			return
+		}
+		respond(w, func() (any, error) { return s.mirrors.Activate(r.PathValue("name"), req.Mirror) })
+	})
 	mux.HandleFunc("POST /api/v1/databases/{name}/catchup", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) {
 			info, err := s.store.Get(r.PathValue("name"))

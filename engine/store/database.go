@@ -170,6 +170,9 @@ func (d *Database) loadMeta() error {
 	if err != nil {
 		return err
 	}
+	if len(inc) == 8 && d.incarnation == 0 {
+		d.incarnation = binary.BigEndian.Uint64(inc) // adopting a copy: it brings its identity
+	}
 	if len(inc) != 8 || binary.BigEndian.Uint64(inc) != d.incarnation {
 		return fmt.Errorf("database directory %s belongs to another incarnation of %s (deleted and re-created?)", d.dir, d.name)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
@@ -509,4 +510,65 @@ func (s *Store) Close() error {
 		s.cache = nil
 	}
 	return errors.Join(errs...)
+}
+
+// Adopt registers a database directory that was copied into Dir/db/<NAME> from another member (a mirrored database's copy,
+// its files taken while dismounted there): the copy keeps its identity and applied positions, and check may refuse it given
+// the lowest journal position it still needs. The database is mounted; catching it up is the mirror's business.
+func (s *Store) Adopt(name, mirror string, check func(applied journal.Position) error) (Info, error) {
+	name, err := CanonicalDatabaseName(name)
+	if err != nil {
+		return Info{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.cat.find(name); ok {
+		return Info{}, fmt.Errorf("database %s already exists on this member: %w", name, wire.ErrExists)
+	}
+	rel := filepath.Join("db", name)
+	dir := filepath.Join(s.opts.Dir, rel)
+	if desc, err := pebble.Peek(dir, vfs.Default); err != nil || !desc.Exists {
+		return Info{}, fmt.Errorf("no database copy in %s: copy the directory of a dismounted copy of %s there first: %w", dir, name, wire.ErrNoSuchDatabase)
+	}
+	a := s.attachment(mirror)
+	if a == nil {
+		return Info{}, fmt.Errorf("adopt database %s: mirror %s is not active on this member", name, mirror)
+	}
+	d, err := openDatabase(dir, name, mirror, 0, false, journal.Position{}, a, s.cache, s.log)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := check(d.Applied()); err != nil {
+		d.flushAndClose()
+		return Info{}, err
+	}
+	e := catalogEntry{Name: name, Dir: rel, Mirror: mirror, Mounted: true, Created: s.opts.Now().UTC(), Incarnation: d.incarnation}
+	next := s.cat
+	next.Databases = append(slices.Clone(s.cat.Databases), e)
+	if err := next.save(s.catalogPath()); err != nil {
+		d.flushAndClose()
+		return Info{}, err
+	}
+	s.cat = next
+	s.dbs[name] = d
+	s.log.Info().Str("db", name).Str("mirror", mirror).Str("applied", d.Applied().String()).Msg("database copy adopted")
+	return s.infoLocked(e), nil
+}
+
+// Unregistered lists the database directories under Dir/db that the catalog does not know: copies placed there to be
+// activated (or leftovers of an interrupted create or delete).
+func (s *Store) Unregistered() []string {
+	entries, err := os.ReadDir(filepath.Join(s.opts.Dir, "db"))
+	if err != nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for _, e := range entries {
+		if _, known := s.cat.find(e.Name()); e.IsDir() && !known {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
