@@ -61,6 +61,17 @@ func TestOperatorActions(t *testing.T) {
 		}
 	}
 
+	// A reporting async may belong to several mirrors, with one mirror journal each.
+	mustNode(t, E, "mirror", "create", "OTHER", "--qos", "2s")
+	mustNode(t, D, "mirror", "join", "OTHER", "--primary", E.Addr, "--as", "reporting-ro")
+	mustNode(t, E, "db", "create", "SALES", "--mirror", "OTHER")
+	mustNode(t, D, "db", "create", "SALES", "--mirror", "OTHER")
+	mustNode(t, E, "kv", "set", "^S(1)", "sold", "--db", "SALES")
+	c.WaitFor(t, "SALES reaches D", 30*time.Second, func() (bool, error) {
+		r := D.CLI(t, "kv", "get", "^S(1)", "--db", "SALES")
+		return r.Stdout == "sold\n", fmt.Errorf("%q %q", r.Stdout, r.Stderr)
+	})
+
 	// Pause dejournaling of one database on the DR async: journal transfer goes on, the database stays behind.
 	mustNode(t, C, "mirror", "pause", "MIR", "--db", "app")
 	writeN(t, A, "P", 50)
