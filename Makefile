@@ -8,7 +8,7 @@ TOOLS      := $(CURDIR)/.tools
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 FUZZTIME   ?= 20s
 
-.PHONY: all build test test-short demo bench fuzz lint tools clean
+.PHONY: all build test test-short demo bench fuzz lint tools chromium clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 # The whole suite: unit tests (with the race detector), end-to-end tests on the real binaries, vet and format checks.
-test: lint
+test: lint chromium
 	$(GO) test -race -timeout 20m ./...
 
 test-short:
@@ -41,6 +41,10 @@ lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.tools/*' -not -path './.bench/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# Debian's chromium, for the Mirror Monitor's browser test (headless).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 # Test servers used by later test tiers, installed into a git-ignored folder.
 tools: $(TOOLS)/bin/minio

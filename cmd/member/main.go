@@ -33,6 +33,7 @@ type cli struct {
 	Journal journalCmd `cmd:"" help:"Inspect journal files offline."`
 	Mirror  mirrorCmd  `cmd:"" help:"Create, join and operate mirrors."`
 	Arbiter arbiterCmd `cmd:"" help:"Run an arbiter for the failover members of mirrors."`
+	Agent   agentCmd   `cmd:"" help:"Run the host agent that supervises this host's members and serves their journals."`
 }
 
 func main() {

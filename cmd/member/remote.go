@@ -1,22 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/client"
-	"github.com/mirrorkit/mirrorkit/engine/server"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
+	"github.com/mirrorkit/mirrorkit/internal/adminapi"
 )
 
 // remote is embedded by every command that talks to a member. A person names a member by its data address only; the admin
@@ -76,11 +73,11 @@ func (r *remote) adminURL(ctx context.Context) (string, error) {
 		dataHost, _, _ := net.SplitHostPort(c.Current())
 		host = dataHost
 	}
-	scheme := "http://"
-	if r.TLSCert != "" {
-		scheme = "https://"
+	tlsConf, err := r.tlsConfig()
+	if err != nil {
+		return "", err
 	}
-	return scheme + net.JoinHostPort(host, port), nil
+	return adminapi.BaseURL(net.JoinHostPort(host, port), tlsConf), nil
 }
 
 // admin calls the member's admin API and decodes the JSON answer into out.
@@ -89,48 +86,16 @@ func (r *remote) admin(ctx context.Context, method, path string, body, out any) 
 	if err != nil {
 		return err
 	}
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
 	tlsConf, err := r.tlsConfig()
 	if err != nil {
 		return err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsConf
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
+	err = adminapi.Call(ctx, adminapi.NewClient(tlsConf, 0), method, base+path, body, out)
+	var ae *adminapi.Error
+	if err != nil && !errors.As(err, &ae) {
 		return fmt.Errorf("member %s admin API: %w", r.members(), err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("member %s admin API: %w", r.members(), err)
-	}
-	if resp.StatusCode >= 300 {
-		var eb server.ErrorBody
-		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
-			return errors.New(eb.Error)
-		}
-		return fmt.Errorf("member %s admin API: %s %s: %s", r.members(), method, path, resp.Status)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("member %s admin API: %s %s: bad answer: %w", r.members(), method, path, err)
-	}
-	return nil
+	return err
 }
 
 func printJSON(v any) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/engine/mirror"
+	"github.com/mirrorkit/mirrorkit/engine/server/monitor"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/version"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
@@ -142,6 +143,9 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	s.mirrorRoutes(mux)
+	// The Mirror Monitor page; the bare admin address leads to it, so operators can open any member's admin port.
+	mux.Handle("GET "+monitor.Path, monitor.Handler())
+	mux.Handle("GET /{$}", http.RedirectHandler(monitor.Path, http.StatusFound))
 	return mux
 }
 
