@@ -1,15 +1,12 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,81 +16,6 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/internal/memberproc"
 )
-
-// agentProcess is a running `member agent`.
-type agentProcess struct {
-	cmd   *exec.Cmd
-	ready chan struct{} // closed when the agent logs that it serves
-	eof   chan struct{} // closed when its log ends (it exited)
-
-	mu  sync.Mutex
-	log []string
-}
-
-// startAgentProcess runs `member agent --config config` and waits until it serves.
-func startAgentProcess(tb testing.TB, config string) *agentProcess {
-	tb.Helper()
-	p := &agentProcess{
-		cmd:   exec.Command(memberproc.Build(tb, "member"), "agent", "--config", config, "--log-format", "json"),
-		ready: make(chan struct{}),
-		eof:   make(chan struct{}),
-	}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start member agent: %v", err)
-	}
-	tb.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			<-p.eof
-			p.cmd.Wait()
-		}
-	})
-	go func() {
-		defer close(p.eof)
-		var once sync.Once
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log = append(p.log, sc.Text())
-			p.mu.Unlock()
-			if strings.Contains(sc.Text(), "agent serving") {
-				once.Do(func() { close(p.ready) })
-			}
-		}
-	}()
-	select {
-	case <-p.ready:
-	case <-p.eof:
-		tb.Fatalf("member agent exited during start-up:\n%s", p.logText())
-	case <-time.After(time.Minute):
-		tb.Fatalf("member agent not serving after a minute:\n%s", p.logText())
-	}
-	return p
-}
-
-func (p *agentProcess) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.log, "\n")
-}
-
-// terminate sends SIGTERM and returns the exit status.
-func (p *agentProcess) terminate(tb testing.TB) error {
-	tb.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		tb.Fatal(err)
-	}
-	select {
-	case <-p.eof:
-	case <-time.After(time.Minute):
-		tb.Fatalf("member agent still running a minute after SIGTERM:\n%s", p.logText())
-	}
-	return p.cmd.Wait()
-}
 
 // waitServing waits until the member's data port answers a handshake.
 func waitServing(tb testing.TB, addr string) {
@@ -140,14 +62,14 @@ log = %q
 autostart = true
 `, agentAddr, testToken, memberproc.Build(t, "member"), dataDir, memberAddr, adminAddr, dataDir, memberLog))
 
-	p := startAgentProcess(t, config)
+	p := memberproc.StartProcess(t, "agent serving", "agent", "--config", config, "--log-format", "json")
 	c := NewClient(agentAddr, nil, testToken)
 	ctx := testContext(t)
 	status := func(t *testing.T) MemberStatus {
 		t.Helper()
 		st, err := c.Member(ctx, "A")
 		if err != nil {
-			t.Fatalf("status through the agent: %v\n%s", err, p.logText())
+			t.Fatalf("status through the agent: %v\n%s", err, p.Log())
 		}
 		return st
 	}
@@ -221,8 +143,8 @@ autostart = true
 	}
 
 	// Stopping the agent leaves the member running.
-	if err := p.terminate(t); err != nil {
-		t.Fatalf("member agent after SIGTERM: %v, want exit 0\n%s", err, p.logText())
+	if err := p.Terminate(t); err != nil {
+		t.Fatalf("member agent after SIGTERM: %v, want exit 0\n%s", err, p.Log())
 	}
 	if !alive(st.PID) {
 		logData, _ := os.ReadFile(memberLog)

@@ -223,11 +223,7 @@ func (m *Manager) CreateDatabase(name, mirror string) (store.Info, error) {
 		return store.Info{}, err
 	}
 	if d, err := m.store.Database(canon); err == nil {
-		mir.mu.Lock()
-		if mir.dj != nil {
-			mir.dj.AddTarget(d)
-		}
-		mir.mu.Unlock()
+		mir.track(d)
 	}
 	return info, nil
 }
@@ -398,13 +394,9 @@ func (mir *Mirror) Catchup(db string) error {
 	if d.Mirror() != mir.name {
 		return fmt.Errorf("database %s is not in mirror %s", canon, mir.name)
 	}
-	mir.mu.Lock()
-	dj := mir.dj
-	mir.mu.Unlock()
-	if dj == nil {
+	if !mir.track(d) {
 		return fmt.Errorf("mirror %s is not dejournaling on member %s (it is the primary, or mirroring is stopped)", mir.name, mir.mgr.opts.Self)
 	}
-	dj.AddTarget(d)
 	return nil
 }
 
@@ -454,11 +446,18 @@ func (m *Manager) Activate(name, mirror string) (store.Info, error) {
 		return store.Info{}, err
 	}
 	if d, err := m.store.Database(canon); err == nil {
-		mir.mu.Lock()
-		if mir.dj != nil {
-			mir.dj.AddTarget(d)
-		}
-		mir.mu.Unlock()
+		mir.track(d)
 	}
 	return info, nil
+}
+
+// track adds a database copy to dejournaling, if this member is dejournaling the mirror; it reports whether it did.
+func (mir *Mirror) track(d *store.Database) bool {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	if mir.dj == nil {
+		return false
+	}
+	mir.dj.AddTarget(d)
+	return true
 }
