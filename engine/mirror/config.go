@@ -3,12 +3,14 @@ package mirror
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 	"github.com/mirrorkit/mirrorkit/internal/atomicfile"
 )
@@ -84,20 +86,23 @@ type PendingMember struct {
 // Config is a mirror's configuration. The primary owns it and pushes every change (Version+1) to the other members, which
 // persist it; a member that restarts rejoins with the role its persisted configuration gives it.
 type Config struct {
-	Name                string          `json:"name"`
-	Version             uint64          `json:"version"`
-	Epoch               uint64          `json:"epoch"`
-	Primary             string          `json:"primary"` // member name of the primary in Epoch
-	QoS                 Duration        `json:"qos"`
-	CompressionFailover string          `json:"compression_failover"` // none, lz4, zstd, or "" (system selected: lz4)
-	CompressionAsync    string          `json:"compression_async"`    // none, lz4, zstd, or "" (system selected: zstd)
-	RequireTLS          bool            `json:"require_tls"`
-	AsyncHoldback       Duration        `json:"async_holdback"`
-	Members             []MemberConfig  `json:"members"`
-	Databases           []string        `json:"databases"`            // mirrored databases on the primary
-	Removed             []string        `json:"removed,omitempty"`    // databases removed from the mirror on the primary
-	Authorized          []string        `json:"authorized,omitempty"` // certificate DNs an operator authorized (TLS mirrors)
-	Pending             []PendingMember `json:"pending,omitempty"`    // members waiting for authorization (TLS mirrors)
+	Name                string         `json:"name"`
+	Version             uint64         `json:"version"`
+	Epoch               uint64         `json:"epoch"`
+	Primary             string         `json:"primary"` // member name of the primary in Epoch
+	QoS                 Duration       `json:"qos"`
+	CompressionFailover string         `json:"compression_failover"` // none, lz4, zstd, or "" (system selected: lz4)
+	CompressionAsync    string         `json:"compression_async"`    // none, lz4, zstd, or "" (system selected: zstd)
+	RequireTLS          bool           `json:"require_tls"`
+	AsyncHoldback       Duration       `json:"async_holdback"`
+	Members             []MemberConfig `json:"members"`
+	Databases           []string       `json:"databases"` // mirrored databases on the primary
+	// Created is, for each mirrored database, the mirror journal position right after its create marker: where a new
+	// copy on another member starts.
+	Created    map[string]journal.Position `json:"created,omitempty"`
+	Removed    []string                    `json:"removed,omitempty"`    // databases removed from the mirror on the primary
+	Authorized []string                    `json:"authorized,omitempty"` // certificate DNs an operator authorized (TLS mirrors)
+	Pending    []PendingMember             `json:"pending,omitempty"`    // members waiting for authorization (TLS mirrors)
 }
 
 // Duration is a time.Duration that JSON and TOML write as text.
@@ -193,6 +198,7 @@ func (c Config) clone() Config {
 	c.Members = slices.Clone(c.Members)
 	c.Databases = slices.Clone(c.Databases)
 	c.Removed = slices.Clone(c.Removed)
+	c.Created = maps.Clone(c.Created)
 	c.Authorized = slices.Clone(c.Authorized)
 	c.Pending = slices.Clone(c.Pending)
 	return c

@@ -192,6 +192,10 @@ func (m *Manager) CreateDatabase(name, mirror string) (store.Info, error) {
 			if !slices.Contains(st.Config.Databases, canon) {
 				st.Config.Databases = append(st.Config.Databases, canon)
 			}
+			if st.Config.Created == nil {
+				st.Config.Created = map[string]journal.Position{}
+			}
+			st.Config.Created[canon] = info.Applied
 			st.Config.Removed = slices.DeleteFunc(st.Config.Removed, func(s string) bool { return s == canon })
 			st.Config.Version++
 			return nil
@@ -205,15 +209,15 @@ func (m *Manager) CreateDatabase(name, mirror string) (store.Info, error) {
 	if !mir.waitForDatabase(canon) {
 		return store.Info{}, fmt.Errorf("database %s is not in mirror %s: create it on the primary %s first", canon, mir.name, cfg.Primary)
 	}
-	// The marker may still be on its way when the configuration naming the database has arrived: wait a little for it.
+	// The configuration says where the database starts; the marker there may still be on its way: wait a little for it.
 	deadline := time.Now().Add(cfg.QoS.Duration)
-	start, err := mir.findCreateMarker(canon)
+	start, err := mir.findCreateMarker(canon, mir.Config().Created[canon])
 	for err != nil && time.Now().Before(deadline) {
 		select {
 		case <-mir.jrn.DurableNotify():
 		case <-time.After(time.Until(deadline)):
 		}
-		start, err = mir.findCreateMarker(canon)
+		start, err = mir.findCreateMarker(canon, mir.Config().Created[canon])
 	}
 	if err != nil {
 		return store.Info{}, err
@@ -243,9 +247,19 @@ func (mir *Mirror) waitForDatabase(db string) bool {
 	return true
 }
 
-// findCreateMarker returns the position just after the newest create marker of db in this member's journal copy.
-func (mir *Mirror) findCreateMarker(db string) (journal.Position, error) {
+// findCreateMarker returns the position just after the newest create marker of db in this member's journal copy. When the
+// configuration gives that position (known), only the journal from there on is checked: the marker must have been received.
+func (mir *Mirror) findCreateMarker(db string, known journal.Position) (journal.Position, error) {
 	end := mir.jrn.DurableEnd()
+	if !known.IsZero() {
+		if end.Less(known) {
+			return journal.Position{}, fmt.Errorf("the creation of database %s (at %s) has not reached this member's copy of the mirror %s journal yet (it ends at %s)", db, known, mir.name, end)
+		}
+		if known.Less(mir.jrn.FirstPosition()) {
+			return journal.Position{}, fmt.Errorf("the creation of database %s (at %s) is purged from this member's copy of the mirror %s journal (it starts at %s): activate a copy of the database instead (db activate)", db, known, mir.name, mir.jrn.FirstPosition())
+		}
+		return known, nil
+	}
 	r, err := mir.jrn.NewReader(journal.Position{})
 	if err != nil {
 		return journal.Position{}, err
