@@ -102,15 +102,15 @@ func EncodeReport(dst []byte, r *Report) []byte {
 
 // DecodeReport decodes a Report.
 func DecodeReport(b []byte) (Report, error) {
-	d := decoder{what: "report", b: b}
-	d.version()
+	d := newDecoder("report", b)
+	d.Version()
 	r := d.report()
-	return r, d.finish()
+	return r, d.Finish()
 }
 
 func appendReport(dst []byte, r *Report) []byte {
-	dst = appendString(dst, r.Mirror)
-	dst = appendString(dst, r.Member)
+	dst = wire.AppendString(dst, r.Mirror)
+	dst = wire.AppendString(dst, r.Member)
 	dst = binary.AppendUvarint(dst, r.Epoch)
 	var flags byte
 	if r.Primary {
@@ -127,10 +127,10 @@ func appendReport(dst []byte, r *Report) []byte {
 }
 
 func (d *decoder) report() Report {
-	r := Report{Mirror: d.string(), Member: d.string(), Epoch: d.uvarint()}
-	flags := d.flags(reportFlags)
+	r := Report{Mirror: d.String(), Member: d.String(), Epoch: d.Uvarint()}
+	flags := d.Flags(reportFlags)
 	r.Primary, r.ActiveBackup, r.SeesPeer = flags&flagPrimary != 0, flags&flagActiveBackup != 0, flags&flagSeesPeer != 0
-	r.QoS = time.Duration(d.varint())
+	r.QoS = time.Duration(d.Varint())
 	return r
 }
 
@@ -140,7 +140,7 @@ func (d *decoder) report() Report {
 func EncodeView(dst []byte, v *View) []byte {
 	dst = append(dst, messageVersion)
 	dst = binary.AppendUvarint(dst, v.Epoch)
-	dst = appendString(dst, v.Primary)
+	dst = wire.AppendString(dst, v.Primary)
 	dst = append(dst, flag(v.PeerSeen))
 	dst = appendReport(dst, &v.PeerReport)
 	dst = binary.AppendVarint(dst, int64(v.PeerAge))
@@ -149,12 +149,12 @@ func EncodeView(dst []byte, v *View) []byte {
 
 // DecodeView decodes a View.
 func DecodeView(b []byte) (View, error) {
-	d := decoder{what: "view", b: b}
-	d.version()
-	v := View{Epoch: d.uvarint(), Primary: d.string(), PeerSeen: d.flags(flagSet) != 0, PeerReport: d.report()}
-	v.PeerAge = time.Duration(d.varint())
-	v.BackupLost = d.uvarint()
-	return v, d.finish()
+	d := newDecoder("view", b)
+	d.Version()
+	v := View{Epoch: d.Uvarint(), Primary: d.String(), PeerSeen: d.Flags(flagSet) != 0, PeerReport: d.report()}
+	v.PeerAge = time.Duration(d.Varint())
+	v.BackupLost = d.Uvarint()
+	return v, d.Finish()
 }
 
 // EncodeTakeover appends the encoding of r to dst:
@@ -167,10 +167,10 @@ func EncodeTakeover(dst []byte, r *TakeoverRequest) []byte {
 
 // DecodeTakeover decodes a TakeoverRequest.
 func DecodeTakeover(b []byte) (TakeoverRequest, error) {
-	d := decoder{what: "takeover request", b: b}
-	d.version()
-	r := TakeoverRequest{Mirror: d.string(), Member: d.string(), Epoch: d.uvarint(), NewEpoch: d.uvarint()}
-	return r, d.finish()
+	d := newDecoder("takeover request", b)
+	d.Version()
+	r := TakeoverRequest{Mirror: d.String(), Member: d.String(), Epoch: d.Uvarint(), NewEpoch: d.Uvarint()}
+	return r, d.Finish()
 }
 
 // EncodeContinue appends the encoding of r to dst:
@@ -182,10 +182,10 @@ func EncodeContinue(dst []byte, r *ContinueRequest) []byte {
 
 // DecodeContinue decodes a ContinueRequest.
 func DecodeContinue(b []byte) (ContinueRequest, error) {
-	d := decoder{what: "continue request", b: b}
-	d.version()
-	r := ContinueRequest{Mirror: d.string(), Member: d.string(), Epoch: d.uvarint()}
-	return r, d.finish()
+	d := newDecoder("continue request", b)
+	d.Version()
+	r := ContinueRequest{Mirror: d.String(), Member: d.String(), Epoch: d.Uvarint()}
+	return r, d.Finish()
 }
 
 // EncodeRejoined appends the encoding of r to dst, laid out as a ContinueRequest.
@@ -195,16 +195,16 @@ func EncodeRejoined(dst []byte, r *RejoinedRequest) []byte {
 
 // DecodeRejoined decodes a RejoinedRequest.
 func DecodeRejoined(b []byte) (RejoinedRequest, error) {
-	d := decoder{what: "rejoined request", b: b}
-	d.version()
-	r := RejoinedRequest{Mirror: d.string(), Member: d.string(), Epoch: d.uvarint()}
-	return r, d.finish()
+	d := newDecoder("rejoined request", b)
+	d.Version()
+	r := RejoinedRequest{Mirror: d.String(), Member: d.String(), Epoch: d.Uvarint()}
+	return r, d.Finish()
 }
 
 func appendRequest(dst []byte, mirror, member string, epoch uint64) []byte {
 	dst = append(dst, messageVersion)
-	dst = appendString(dst, mirror)
-	dst = appendString(dst, member)
+	dst = wire.AppendString(dst, mirror)
+	dst = wire.AppendString(dst, member)
 	return binary.AppendUvarint(dst, epoch)
 }
 
@@ -214,31 +214,31 @@ func appendRequest(dst []byte, mirror, member string, epoch uint64) []byte {
 func EncodeDecision(dst []byte, dec *Decision) []byte {
 	dst = append(dst, messageVersion, flag(dec.Granted))
 	dst = binary.AppendUvarint(dst, dec.Epoch)
-	dst = appendString(dst, dec.Primary)
-	return appendString(dst, dec.Reason)
+	dst = wire.AppendString(dst, dec.Primary)
+	return wire.AppendString(dst, dec.Reason)
 }
 
 // DecodeDecision decodes a Decision.
 func DecodeDecision(b []byte) (Decision, error) {
-	d := decoder{what: "decision", b: b}
-	d.version()
-	dec := Decision{Granted: d.flags(flagSet) != 0, Epoch: d.uvarint(), Primary: d.string(), Reason: d.string()}
-	return dec, d.finish()
+	d := newDecoder("decision", b)
+	d.Version()
+	dec := Decision{Granted: d.Flags(flagSet) != 0, Epoch: d.Uvarint(), Primary: d.String(), Reason: d.String()}
+	return dec, d.Finish()
 }
 
 // EncodeAuth appends the encoding of a to dst:
 //
 //	1 | token str
 func EncodeAuth(dst []byte, a *Auth) []byte {
-	return appendString(append(dst, messageVersion), a.Token)
+	return wire.AppendString(append(dst, messageVersion), a.Token)
 }
 
 // DecodeAuth decodes an Auth.
 func DecodeAuth(b []byte) (Auth, error) {
-	d := decoder{what: "auth", b: b}
-	d.version()
-	a := Auth{Token: d.string()}
-	return a, d.finish()
+	d := newDecoder("auth", b)
+	d.Version()
+	a := Auth{Token: d.String()}
+	return a, d.Finish()
 }
 
 func flag(b bool) byte {
@@ -248,111 +248,10 @@ func flag(b bool) byte {
 	return 0
 }
 
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
+// decoder is wire's payload decoder with the arbiter's message readers on top.
+type decoder struct{ *wire.Decoder }
 
-// decoder reads a payload. The first failure sticks and later reads return zero values, so a decode function checks
-// the error once, in finish. Integers must be minimally encoded, so every accepted payload re-encodes to the same bytes.
-type decoder struct {
-	what string // message name, for errors
-	b    []byte
-	off  int
-	err  error
-}
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s: %s at offset %d", wire.ErrMalformed, d.what, fmt.Sprintf(format, args...), d.off)
-	}
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if d.off >= len(d.b) {
-		d.fail("truncated")
-		return 0
-	}
-	v := d.b[d.off]
-	d.off++
-	return v
-}
-
-func (d *decoder) version() {
-	if v := d.byte(); d.err == nil && v != messageVersion {
-		d.off--
-		d.fail("unknown format version %d", v)
-	}
-}
-
-// flags reads a flag byte and refuses bits outside known.
-func (d *decoder) flags(known byte) byte {
-	v := d.byte()
-	if d.err == nil && v&^known != 0 {
-		d.off--
-		d.fail("unknown flags %#x", v&^known)
-		return 0
-	}
-	return v
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b[d.off:])
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	if n != len(binary.AppendUvarint(nil, v)) {
-		d.fail("non-minimal uvarint")
-		return 0
-	}
-	d.off += n
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b[d.off:])
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	if n != len(binary.AppendVarint(nil, v)) {
-		d.fail("non-minimal varint")
-		return 0
-	}
-	d.off += n
-	return v
-}
-
-func (d *decoder) string() string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.b)-d.off) {
-		d.fail("string of %d bytes past the end", n)
-		return ""
-	}
-	s := string(d.b[d.off : d.off+int(n)])
-	d.off += int(n)
-	return s
-}
-
-func (d *decoder) finish() error {
-	if d.err == nil && d.off != len(d.b) {
-		d.fail("%d trailing bytes", len(d.b)-d.off)
-	}
-	return d.err
-}
+func newDecoder(what string, b []byte) decoder { return decoder{wire.NewDecoder(what, b)} }
 
 // maxMirrorName and maxMemberName are the longest names MIRRORING.md §1 allows.
 const (

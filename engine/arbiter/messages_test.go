@@ -96,9 +96,9 @@ func TestMalformedMessages(t *testing.T) {
 		{"unknown version", "auth", []byte{2, 0}, "unknown format version 2"},
 		{"unknown report flag", "report", []byte{1, 0, 0, 0, 8, 0}, "unknown flags 0x8"},
 		{"unknown decision flag", "decision", []byte{1, 2, 0, 0, 0}, "unknown flags 0x2"},
-		{"non-minimal uvarint", "continue", []byte{1, 0, 0, 0x80, 0}, "non-minimal uvarint"},
+		{"non-minimal uvarint", "continue", []byte{1, 0, 0, 0x80, 0}, "non-minimal varint"},
 		{"non-minimal varint", "report", []byte{1, 0, 0, 0, 0, 0x80, 0}, "non-minimal varint"},
-		{"string past the end", "auth", []byte{1, 5, 'a'}, "string of 5 bytes past the end"},
+		{"string past the end", "auth", []byte{1, 5, 'a'}, "length 5 exceeds the remaining 1 bytes"},
 		{"empty", "view", nil, "truncated"},
 	}
 	for _, tc := range tests {

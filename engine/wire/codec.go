@@ -149,3 +149,72 @@ func (d *decoder) finish() error {
 	}
 	return d.err
 }
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b[d.off:])
+	switch {
+	case n == 0:
+		d.fail("truncated")
+		return 0
+	case n < 0:
+		d.fail("varint overflows 64 bits")
+		return 0
+	case n != len(binary.AppendVarint(nil, v)):
+		d.fail("non-minimal varint")
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+// flags reads a flag byte and refuses bits outside known.
+func (d *decoder) flags(known byte) byte {
+	v := d.byte()
+	if d.err == nil && v&^known != 0 {
+		d.off--
+		d.fail("unknown flags %#x", v&^known)
+		return 0
+	}
+	return v
+}
+
+// Decoder reads a versioned payload of a message defined outside this package on wire frames (the arbiter's), with the same
+// rules as wire's own: the first failure sticks and is ErrMalformed naming the message and offset, integers must be
+// minimally encoded, lengths are bounded by the input, and Finish refuses trailing bytes.
+type Decoder struct{ d decoder }
+
+// NewDecoder starts decoding b, a message called what in errors.
+func NewDecoder(what string, b []byte) *Decoder { return &Decoder{decoder{what: what, b: b}} }
+
+// Version reads the leading format version byte (it must be 1).
+func (d *Decoder) Version() { d.d.version() }
+
+// Byte reads one byte.
+func (d *Decoder) Byte() byte { return d.d.byte() }
+
+// Flags reads a flag byte, refusing bits outside known.
+func (d *Decoder) Flags(known byte) byte { return d.d.flags(known) }
+
+// Uvarint reads an unsigned varint.
+func (d *Decoder) Uvarint() uint64 { return d.d.uvarint() }
+
+// Varint reads a signed varint.
+func (d *Decoder) Varint() int64 { return d.d.varint() }
+
+// String reads a length-prefixed string.
+func (d *Decoder) String() string { return d.d.string() }
+
+// Fail records a failure (the first one sticks).
+func (d *Decoder) Fail(format string, args ...any) { d.d.fail(format, args...) }
+
+// Err is the failure so far, if any.
+func (d *Decoder) Err() error { return d.d.err }
+
+// Finish refuses trailing bytes and returns the first failure.
+func (d *Decoder) Finish() error { return d.d.finish() }
+
+// AppendString appends a length-prefixed string, as Decoder.String reads it.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
