@@ -134,6 +134,8 @@ for _ in $(seq 1 100); do
 done
 run "$member" status --member "$B"
 
+echo "(the same Mirror Monitor is a web page on every member's admin port, e.g. http://127.0.0.12:$APORT/)"
+
 step "all three copies are identical"
 run "$member" db hash SHOP --member "$A"
 run "$member" db hash SHOP --member "$B"
