@@ -22,6 +22,27 @@ import (
 // rawSet sends one Set over the bare protocol and returns the member's typed refusal, if any.
 func rawSet(t *testing.T, addr, db, ref string) *wire.Error {
 	t.Helper()
+	return rawOp(t, addr, db, wire.Op{Kind: wire.OpSet, Key: encodeRef(t, ref), Value: []byte("x")})
+}
+
+// rawGet sends one Get over the bare protocol and returns the member's typed refusal, if any.
+func rawGet(t *testing.T, addr, db, ref string) *wire.Error {
+	t.Helper()
+	return rawOp(t, addr, db, wire.Op{Kind: wire.OpGet, Key: encodeRef(t, ref)})
+}
+
+func encodeRef(t *testing.T, ref string) []byte {
+	t.Helper()
+	key, err := globals.Encode(globals.MustParse(ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// rawOp sends one operation without a mirror-aware client (no redirect is followed).
+func rawOp(t *testing.T, addr, db string, op wire.Op) *wire.Error {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	nc, err := wire.Dial(ctx, addr, nil)
@@ -33,11 +54,7 @@ func rawSet(t *testing.T, addr, db, ref string) *wire.Error {
 	if _, err := wire.ClientHandshake(ctx, conn, wire.Hello{Purpose: wire.PurposeClient, Name: "raw"}); err != nil {
 		t.Fatal(err)
 	}
-	key, err := globals.Encode(globals.MustParse(ref))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := wire.Request{DB: db, Ops: []wire.Op{{Kind: wire.OpSet, Key: key, Value: []byte("x")}}}
+	req := wire.Request{DB: db, Ops: []wire.Op{op}}
 	if err := conn.WriteFrame(wire.Frame{Kind: wire.KindRequest, ReqID: 1, Payload: wire.EncodeRequest(nil, &req)}); err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +308,15 @@ func TestMirrorConvergesAcrossMemberTypes(t *testing.T) {
 	// A write sent to a non-primary is refused with the primary's address (raw protocol); the mirror-aware CLI follows it.
 	if we := rawSet(t, c.Node("C").Addr, "APP", `^X`); we == nil || we.Code != wire.CodeNotPrimary || we.Redirect != c.Node("A").Addr || !strings.Contains(we.Message, "read-only") {
 		t.Errorf("write on the DR async: %+v", we)
+	}
+	// Reads: the backup refuses them (clients read the primary), asyncs serve them.
+	if we := rawGet(t, c.Node("B").Addr, "APP", `^L(0,0)`); we == nil || we.Code != wire.CodeNotPrimary || we.Redirect != c.Node("A").Addr {
+		t.Errorf("read on the backup: %+v", we)
+	}
+	for _, async := range []string{"C", "D"} {
+		if we := rawGet(t, c.Node(async).Addr, "APP", `^L(0,0)`); we != nil {
+			t.Errorf("read on async %s refused: %+v", async, we)
+		}
 	}
 	mustNode(t, c.Node("C"), "kv", "set", "^X", "via-redirect", "--db", "APP")
 	if got := mustNode(t, c.Node("A"), "kv", "get", "^X", "--db", "APP"); got != "via-redirect\n" {

@@ -186,6 +186,25 @@ func (mir *Mirror) BeginWrite(ctx context.Context, db string) (func(), error) {
 	}
 }
 
+// BeginRead lets a read of a mirrored database proceed on the primary (waiting while it hands over, so no read can miss a
+// write the new primary has acknowledged) and on asyncs; a backup refuses with the primary's address, so a mirror-aware
+// client always reads what the primary has.
+func (mir *Mirror) BeginRead(ctx context.Context, db string) error {
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	for {
+		switch {
+		case mir.role == RoleBackup:
+			return mir.notPrimaryLocked(db)
+		case mir.role != RolePrimary || !mir.blocked:
+			return nil
+		}
+		if !mir.waitLocked(ctx, 0) {
+			return fmt.Errorf("database %s: waiting for a planned failover of mirror %s: %w", db, mir.name, ctx.Err())
+		}
+	}
+}
+
 func (mir *Mirror) notPrimaryLocked(db string) error {
 	cfg := &mir.st.Config
 	primary, ok := cfg.Member(cfg.Primary)
@@ -194,7 +213,7 @@ func (mir *Mirror) notPrimaryLocked(db string) error {
 		redirect = primary.Addr
 	}
 	return &wire.Error{Code: wire.CodeNotPrimary, Redirect: redirect,
-		Message: fmt.Sprintf("database %s of mirror %s is read-only on member %s; the primary is %s (%s)", db, mir.name, mir.mgr.opts.Self, cfg.Primary, redirect)}
+		Message: fmt.Sprintf("database %s of mirror %s is read-only on member %s (%s); the primary is %s (%s)", db, mir.name, mir.mgr.opts.Self, mir.role, cfg.Primary, redirect)}
 }
 
 // mirrorJournal is the store's view of the mirror journal: on the primary, a commit is durable only once the active backup

@@ -50,10 +50,12 @@ type Journal interface {
 	DurableEnd() journal.Position
 }
 
-// WriteGate decides whether a mirrored database may be written on this member now. BeginWrite may wait (during a role change)
-// and returns the function to call once the write has committed or failed.
+// WriteGate decides whether a mirrored database may be used on this member now. BeginWrite may wait (during a role change)
+// and returns the function to call once the write has committed or failed. BeginRead decides about reads the same way: a
+// primary handing over holds them, a backup refuses them (its copy is a standby; clients read the primary), asyncs serve them.
 type WriteGate interface {
 	BeginWrite(ctx context.Context, db string) (done func(), err error)
+	BeginRead(ctx context.Context, db string) error
 }
 
 // Attachment is the journal and write gate of a mirror's databases on this member.

@@ -60,6 +60,11 @@ func (d *Database) Exec(ctx context.Context, ops []wire.Op, maxValue int) ([]wir
 		return results, journal.Position{}, nil
 	}
 	if !writes {
+		if a.Gate != nil && a.Local == nil {
+			if err := a.Gate.BeginRead(ctx, d.name); err != nil {
+				return nil, journal.Position{}, err
+			}
+		}
 		results, err := evalReads(d.pdb, ops)
 		if err != nil {
 			return nil, journal.Position{}, fmt.Errorf("database %s: %w", d.name, err)

@@ -13,9 +13,11 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
-type refuseGate struct{ err error }
+// refuseGate refuses writes with err and reads with readErr (nil: reads allowed).
+type refuseGate struct{ err, readErr error }
 
 func (g refuseGate) BeginWrite(context.Context, string) (func(), error) { return func() {}, g.err }
+func (g refuseGate) BeginRead(context.Context, string) error            { return g.readErr }
 
 // TestMirroredDatabases covers what a mirror needs from the store: a primary-style create with a journal marker, a
 // replica-style create at a given position, replicated applies with per-partition positions, and write gating.
@@ -85,7 +87,7 @@ func TestMirroredDatabases(t *testing.T) {
 	}
 
 	// The gate decides about writes; reads still work.
-	s.AttachMirror("MIR", Attachment{Journal: mj, Gate: refuseGate{&wire.Error{Code: wire.CodeNotPrimary, Message: "not primary", Redirect: "127.0.0.9:1"}}})
+	s.AttachMirror("MIR", Attachment{Journal: mj, Gate: refuseGate{err: &wire.Error{Code: wire.CodeNotPrimary, Message: "not primary", Redirect: "127.0.0.9:1"}}})
 	_, _, err = s.Exec(context.Background(), "R1", []wire.Op{{Kind: wire.OpSet, Key: key(t, `^R(2)`), Value: []byte("x")}})
 	var we *wire.Error
 	if !errors.As(err, &we) || we.Code != wire.CodeNotPrimary || we.Redirect != "127.0.0.9:1" {
@@ -93,6 +95,11 @@ func TestMirroredDatabases(t *testing.T) {
 	}
 	if v, ok := getv(t, s, "R1", `^S`); !ok || v != "b" {
 		t.Fatal("read refused on a gated database")
+	}
+	notPrimary := &wire.Error{Code: wire.CodeNotPrimary, Message: "backup", Redirect: "127.0.0.9:1"}
+	s.AttachMirror("MIR", Attachment{Journal: mj, Gate: refuseGate{err: notPrimary, readErr: notPrimary}})
+	if _, _, err := s.Exec(context.Background(), "R1", []wire.Op{{Kind: wire.OpGet, Key: key(t, `^S`)}}); !errors.As(err, &we) || we.Code != wire.CodeNotPrimary {
+		t.Fatalf("read through a gate that refuses reads: %v", err)
 	}
 
 	// Partition positions survive a reopen.
