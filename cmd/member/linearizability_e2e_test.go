@@ -161,7 +161,6 @@ func TestLinearizableAcrossPlannedFailovers(t *testing.T) {
 	}
 }
 
-
 // TestRegisterModelRejectsStaleRead guards the checker itself: a read that misses a write acknowledged before it started,
 // or a compare-and-set that claims success against another value, is not linearizable.
 func TestRegisterModelRejectsStaleRead(t *testing.T) {
