@@ -108,26 +108,16 @@ func TestGroupCommitConcurrent(t *testing.T) {
 // TestGroupCommitAppendsDuringSync holds a sync in flight and checks that
 // appends go on meanwhile and are all written by the next single sync.
 func TestGroupCommitAppendsDuringSync(t *testing.T) {
-	mem := vfs.NewMem()
-	entered := make(chan struct{}, 1)
-	release := make(chan struct{})
-	var gate atomic.Bool
-	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if op.Kind == errorfs.OpFileSyncData && gate.CompareAndSwap(true, false) {
-			entered <- struct{}{}
-			<-release
-		}
-		return nil
-	})
-	j := openTest(t, testDir, testOptions(t, errorfs.Wrap(mem, inj)))
+	hold := newSyncHold()
+	j := openTest(t, testDir, testOptions(t, hold.fs))
 
-	gate.Store(true)
+	hold.armed.Store(true)
 	first := make(chan error, 1)
 	go func() {
 		_, err := j.Commit(context.Background(), []Record{setRecord("db", "first", "1")})
 		first <- err
 	}()
-	<-entered // the leader is inside its sync
+	<-hold.entered // the leader is inside its sync
 
 	const waiting = 10
 	ends := make([]Position, waiting)
@@ -143,7 +133,7 @@ func TestGroupCommitAppendsDuringSync(t *testing.T) {
 		go func() { done <- j.WaitDurable(context.Background(), end) }()
 	}
 	syncsBefore := j.Stats().Syncs
-	close(release)
+	close(hold.release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
@@ -158,32 +148,22 @@ func TestGroupCommitAppendsDuringSync(t *testing.T) {
 }
 
 func TestWaitDurableContext(t *testing.T) {
-	mem := vfs.NewMem()
-	entered := make(chan struct{}, 1)
-	release := make(chan struct{})
-	var gate atomic.Bool
-	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if op.Kind == errorfs.OpFileSyncData && gate.CompareAndSwap(true, false) {
-			entered <- struct{}{}
-			<-release
-		}
-		return nil
-	})
-	j := openTest(t, testDir, testOptions(t, errorfs.Wrap(mem, inj)))
-	gate.Store(true)
+	hold := newSyncHold()
+	j := openTest(t, testDir, testOptions(t, hold.fs))
+	hold.armed.Store(true)
 	end, err := j.Append([]Record{setRecord("db", "k", "v")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	leader := make(chan error, 1)
 	go func() { leader <- j.WaitDurable(context.Background(), end) }()
-	<-entered
+	<-hold.entered
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := j.WaitDurable(ctx, end); err != context.Canceled {
 		t.Fatalf("waiter with a cancelled context: %v", err)
 	}
-	close(release)
+	close(hold.release)
 	if err := <-leader; err != nil {
 		t.Fatal(err)
 	}

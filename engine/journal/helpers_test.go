@@ -186,3 +186,24 @@ func segPath(fs vfs.FS, num uint64) string { return fs.PathJoin(testDir, segment
 
 // recordKey identifies a test record by its key.
 func recordKey(rec Record) string { return fmt.Sprintf("%s/%s", rec.DB, rec.Key) }
+
+// syncHold is a memory file system whose next data sync, once armed, blocks until released: a test holds the group
+// commit inside its sync.
+type syncHold struct {
+	fs      vfs.FS
+	entered chan struct{} // receives when the armed sync starts
+	release chan struct{} // close to let it finish
+	armed   atomic.Bool
+}
+
+func newSyncHold() *syncHold {
+	h := &syncHold{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	h.fs = errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFileSyncData && h.armed.CompareAndSwap(true, false) {
+			h.entered <- struct{}{}
+			<-h.release
+		}
+		return nil
+	}))
+	return h
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -220,28 +219,18 @@ func TestReadEncodedDetectsCorruption(t *testing.T) {
 // TestReadWrittenShipsBeforeTheSync holds the group commit inside its sync and checks that the records it wrote can already
 // be read for shipping (ReadWritten, WrittenNotify) while ReadEncoded, bound to what is durable, does not return them yet.
 func TestReadWrittenShipsBeforeTheSync(t *testing.T) {
-	mem := vfs.NewMem()
-	entered := make(chan struct{}, 1)
-	release := make(chan struct{})
-	var gate atomic.Bool
-	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if op.Kind == errorfs.OpFileSyncData && gate.CompareAndSwap(true, false) {
-			entered <- struct{}{}
-			<-release
-		}
-		return nil
-	})
-	j := openTest(t, testDir, testOptions(t, errorfs.Wrap(mem, inj)))
+	hold := newSyncHold()
+	j := openTest(t, testDir, testOptions(t, hold.fs))
 	start := j.DurableEnd()
 	notify := j.WrittenNotify()
 
-	gate.Store(true)
+	hold.armed.Store(true)
 	done := make(chan error, 1)
 	go func() {
 		_, err := j.Commit(context.Background(), []Record{setRecord("db", "k", "v")})
 		done <- err
 	}()
-	<-entered // written, not yet synced
+	<-hold.entered // written, not yet synced
 	<-notify
 	frames, next, err := j.ReadWritten(start, 1<<20)
 	if err != nil || len(frames) == 0 || next != j.WrittenEnd() {
@@ -253,7 +242,7 @@ func TestReadWrittenShipsBeforeTheSync(t *testing.T) {
 	if frames, _, err := j.ReadEncoded(start, 1<<20); err != nil || len(frames) != 0 {
 		t.Fatalf("ReadEncoded returned %d bytes that are not durable yet (%v)", len(frames), err)
 	}
-	close(release)
+	close(hold.release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

@@ -36,16 +36,10 @@ func (d *decoder) fail(format string, args ...any) {
 func (d *decoder) remaining() int { return len(d.b) - d.off }
 
 func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
+	if b := d.take(1); b != nil {
+		return b[0]
 	}
-	if d.remaining() < 1 {
-		d.fail("truncated")
-		return 0
-	}
-	v := d.b[d.off]
-	d.off++
-	return v
+	return 0
 }
 
 func (d *decoder) version() {
@@ -55,30 +49,32 @@ func (d *decoder) version() {
 	}
 }
 
-func (d *decoder) u16() uint16 {
+// take returns the next n bytes, or nil after recording a truncation.
+func (d *decoder) take(n int) []byte {
 	if d.err != nil {
-		return 0
+		return nil
 	}
-	if d.remaining() < 2 {
+	if d.remaining() < n {
 		d.fail("truncated")
-		return 0
+		return nil
 	}
-	v := binary.BigEndian.Uint16(d.b[d.off:])
-	d.off += 2
+	v := d.b[d.off : d.off+n]
+	d.off += n
 	return v
 }
 
+func (d *decoder) u16() uint16 {
+	if b := d.take(2); b != nil {
+		return binary.BigEndian.Uint16(b)
+	}
+	return 0
+}
+
 func (d *decoder) u32() uint32 {
-	if d.err != nil {
-		return 0
+	if b := d.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
 	}
-	if d.remaining() < 4 {
-		d.fail("truncated")
-		return 0
-	}
-	v := binary.BigEndian.Uint32(d.b[d.off:])
-	d.off += 4
-	return v
+	return 0
 }
 
 // uvarint reads a minimally encoded uvarint: a longer form of the same value would not re-encode identically.
