@@ -60,6 +60,7 @@ type mirrorCreateCmd struct {
 	CompressionAsync    string `enum:",none,lz4,zstd" default:"" help:"Stream compression to asyncs (default zstd)."`
 	RequireTLS          bool   `name:"require-tls" help:"Require mutual TLS on every connection of the mirror."`
 	AsyncHoldback       string `default:"336h" help:"How long a disconnected async still holds back journal purges on the primary."`
+	Arbiter             string `help:"The arbiter's address host:port (automatic failover in Arbiter Controlled mode)."`
 }
 
 func (c *mirrorCreateCmd) Run() error {
@@ -67,7 +68,7 @@ func (c *mirrorCreateCmd) Run() error {
 		return usageError{err}
 	}
 	req := server.CreateMirrorRequest{Name: c.Name, QoS: c.QoS, CompressionFailover: c.CompressionFailover, CompressionAsync: c.CompressionAsync,
-		RequireTLS: c.RequireTLS, AsyncHoldback: c.AsyncHoldback}
+		RequireTLS: c.RequireTLS, AsyncHoldback: c.AsyncHoldback, Arbiter: c.Arbiter}
 	return c.mirrorCall("", "", req, func(st mirror.Status) {
 		fmt.Printf("mirror %s created; member %s is primary in epoch %d\n", st.Mirror, st.Member, st.Epoch)
 	})

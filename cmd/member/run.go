@@ -18,24 +18,30 @@ import (
 )
 
 type runCmd struct {
-	Config       string            `help:"TOML configuration file." type:"path"`
-	Name         string            `help:"Member name (config: name)."`
-	DataDir      string            `help:"Data directory (config: data_dir)." type:"path"`
-	Listen       string            `help:"Data address host:port (config: listen)."`
-	AdminListen  string            `help:"Admin HTTP address host:port (config: admin_listen)."`
-	MaxValueSize int               `help:"Largest value in bytes (config: max_value_size)."`
-	SegmentSize  int64             `help:"Journal segment size in bytes (config: journal.segment_size)."`
-	KeepSegments int               `help:"Journal segments always kept (config: journal.keep_segments)."`
-	MaxAge       time.Duration     `help:"Journal segments younger than this are kept (config: journal.max_age)."`
-	PurgeEvery   time.Duration     `name:"purge-interval" help:"How often the journal is purged (config: journal.purge_interval)."`
-	MaxFrame     int               `help:"Largest protocol frame in bytes (config: max_frame)."`
-	LogLevel     string            `help:"debug, info, warn or error (config: log.level)."`
-	LogFormat    string            `help:"json, console or auto (config: log.format)."`
-	Peer         map[string]string `help:"Reach member NAME at ADDR (NAME=ADDR, repeatable; config: [peers])."`
-	TLSCert      string            `name:"tls-cert" type:"path" help:"This member's certificate (config: tls.cert); with --tls-key and --tls-ca every port speaks mutual TLS."`
-	TLSKey       string            `name:"tls-key" type:"path" help:"This member's certificate key (config: tls.key)."`
-	TLSCA        string            `name:"tls-ca" type:"path" help:"CA bundle of the mirror's certificates (config: tls.ca)."`
-	ShutdownWait time.Duration     `default:"30s" help:"How long SIGTERM waits for in-flight requests."`
+	Config        string            `help:"TOML configuration file." type:"path"`
+	Name          string            `help:"Member name (config: name)."`
+	DataDir       string            `help:"Data directory (config: data_dir)." type:"path"`
+	Listen        string            `help:"Data address host:port (config: listen)."`
+	AdminListen   string            `help:"Admin HTTP address host:port (config: admin_listen)."`
+	MaxValueSize  int               `help:"Largest value in bytes (config: max_value_size)."`
+	SegmentSize   int64             `help:"Journal segment size in bytes (config: journal.segment_size)."`
+	KeepSegments  int               `help:"Journal segments always kept (config: journal.keep_segments)."`
+	MaxAge        time.Duration     `help:"Journal segments younger than this are kept (config: journal.max_age)."`
+	PurgeEvery    time.Duration     `name:"purge-interval" help:"How often the journal is purged (config: journal.purge_interval)."`
+	MaxFrame      int               `help:"Largest protocol frame in bytes (config: max_frame)."`
+	LogLevel      string            `help:"debug, info, warn or error (config: log.level)."`
+	LogFormat     string            `help:"json, console or auto (config: log.format)."`
+	Peer          map[string]string `help:"Reach member NAME at ADDR (NAME=ADDR, repeatable; config: [peers])."`
+	TLSCert       string            `name:"tls-cert" type:"path" help:"This member's certificate (config: tls.cert); with --tls-key and --tls-ca every port speaks mutual TLS."`
+	TLSKey        string            `name:"tls-key" type:"path" help:"This member's certificate key (config: tls.key)."`
+	TLSCA         string            `name:"tls-ca" type:"path" help:"CA bundle of the mirror's certificates (config: tls.ca)."`
+	ShutdownWait  time.Duration     `default:"30s" help:"How long SIGTERM waits for in-flight requests."`
+	AgentAddr     string            `help:"Address of the agent on this member's host (config: failover.agent_addr)."`
+	AgentToken    string            `help:"Token presented to agents without TLS (config: failover.agent_token)." env:"MIRRORKIT_AGENT_TOKEN"`
+	ArbiterToken  string            `help:"Token presented to arbiters without TLS (config: failover.arbiter_token)." env:"MIRRORKIT_ARBITER_TOKEN"`
+	ArbiterVia    string            `name:"arbiter-via" help:"Reach the mirror's arbiter at this address instead (config: failover.arbiter)."`
+	AgentVia      map[string]string `name:"agent-via" help:"Reach member NAME's agent at ADDR (NAME=ADDR, repeatable; config: [failover.agents])."`
+	RollbackLimit int64             `help:"Largest divergent journal tail in bytes this member rolls back by itself (config: failover.rollback_limit)."`
 }
 
 // loadConfig reads the TOML file (if any), then applies every flag that was given.
@@ -58,6 +64,19 @@ func (r *runCmd) loadConfig() (server.Config, error) {
 			cfg.Peers = map[string]string{}
 		}
 		cfg.Peers[name] = addr
+	}
+	for name, addr := range r.AgentVia {
+		if cfg.Failover.Agents == nil {
+			cfg.Failover.Agents = map[string]string{}
+		}
+		cfg.Failover.Agents[name] = addr
+	}
+	setString(&cfg.Failover.AgentAddr, r.AgentAddr)
+	setString(&cfg.Failover.AgentToken, r.AgentToken)
+	setString(&cfg.Failover.ArbiterToken, r.ArbiterToken)
+	setString(&cfg.Failover.Arbiter, r.ArbiterVia)
+	if r.RollbackLimit != 0 {
+		cfg.Failover.RollbackLimit = r.RollbackLimit
 	}
 	setString(&cfg.TLS.Cert, r.TLSCert)
 	setString(&cfg.TLS.Key, r.TLSKey)

@@ -104,8 +104,9 @@ func (m *mirror) qos() time.Duration {
 }
 
 // othersSilent explains why a member other than requester (or the recorded primary, heard from or not) cannot be
-// considered gone, or returns "" when all of them have been silent for at least qos.
-func (s *Server) othersSilent(m *mirror, requester string, qos time.Duration, now time.Time) string {
+// considered gone, or returns "" when all of them have been silent for at least qos. A member for which harmless returns
+// true does not count.
+func (s *Server) othersSilent(m *mirror, requester string, qos time.Duration, now time.Time, harmless func(*MemberSeen) bool) string {
 	others := make([]string, 0, len(m.members)+1)
 	for name := range m.members {
 		if name != requester {
@@ -118,7 +119,7 @@ func (s *Server) othersSilent(m *mirror, requester string, qos time.Duration, no
 	slices.Sort(others)
 	for _, name := range others {
 		silent := s.silence(m, name, now)
-		if silent >= qos {
+		if silent >= qos || harmless != nil && m.members[name] != nil && harmless(m.members[name]) {
 			continue
 		}
 		role := "member"
@@ -253,12 +254,12 @@ func (s *Server) takeoverRefusal(m *mirror, r TakeoverRequest, now time.Time) st
 		return fmt.Sprintf("the primary %s was allowed to continue without its backup in epoch %d, so member %s is no longer the active backup",
 			m.rec.Primary, r.Epoch, r.Member)
 	}
-	return s.othersSilent(m, r.Member, m.qos(), now)
+	return s.othersSilent(m, r.Member, m.qos(), now, nil)
 }
 
 // continueWithout decides whether the primary r.Member continues without its backup in r.Epoch: granted only when the
 // recorded epoch is r.Epoch, the requester is its primary and every other member has been silent for at least the QoS
-// timeout. The grant records that the backup is no longer active in r.Epoch, so its takeover in r.Epoch is refused.
+// timeout or last reported being neither primary nor the Active backup. The grant records that the backup is no longer active in r.Epoch, so its takeover in r.Epoch is refused.
 func (s *Server) continueWithout(r ContinueRequest) (Decision, error) {
 	m, err := s.lookup(r.Mirror, r.Member)
 	if err != nil {
@@ -276,7 +277,12 @@ func (s *Server) continueWithout(r ContinueRequest) (Decision, error) {
 		reason = fmt.Sprintf("member %s has not reported since the arbiter started, so its QoS timeout is unknown", r.Member)
 	}
 	if reason == "" {
-		reason = s.othersSilent(m, r.Member, m.qos(), now)
+		// A member whose latest report (within the QoS timeout, or it would be silent) says it is neither primary nor the
+		// Active backup in this epoch cannot take over in it: the backup confirmed it is no longer active.
+		notActive := func(seen *MemberSeen) bool {
+			return seen.reported() && seen.Last.Epoch <= r.Epoch && !seen.Last.Primary && !seen.Last.ActiveBackup
+		}
+		reason = s.othersSilent(m, r.Member, m.qos(), now, notActive)
 	}
 	if reason != "" {
 		return s.refuse(m, "continue without backup", r.Member, reason), nil

@@ -113,6 +113,17 @@ func TestDecisions(t *testing.T) {
 			epoch: 1, primary: "a", lost: 1,
 		},
 		{
+			name: "continue granted once the backup reports it is no longer active, though it still reports",
+			steps: scenario(healthy, []step{
+				advance(qos / 2), reportStep(primaryReport("a", 1)),
+				continueStep("a", 1, false, "member b was heard from 1s ago"),
+				reportStep(Report{Mirror: "APP", Member: "b", Epoch: 1, QoS: qos}),
+				continueStep("a", 1, true, ""),
+				takeoverStep("b", 1, false, "did not report being the active backup"),
+			}),
+			epoch: 1, primary: "a", lost: 1,
+		},
+		{
 			name: "takeover granted again once the backup rejoined",
 			steps: scenario(healthy, []step{
 				advance(qos), reportStep(primaryReport("a", 1)), continueStep("a", 1, true, ""),

@@ -19,7 +19,8 @@
 //     other member of the mirror, the primary of Epoch above all, has been silent for at least the QoS timeout (the
 //     longest any member reported). Silence counts from the arbiter's start for members it has not heard from since.
 //   - Continue without backup: granted only when the recorded epoch is Epoch, the requester is its primary and every
-//     other member has been silent for at least the QoS timeout; it records that the backup is no longer active in
+//     other member has been silent for at least the QoS timeout or last reported being neither primary nor the Active
+//     backup (the backup confirmed it is no longer active); it records that the backup is no longer active in
 //     Epoch, so the backup's takeover in Epoch is refused from then on.
 //   - Backup rejoined: the primary of Epoch clears that record once its backup is Active again.
 //   - A request in an epoch older than the record is refused; so is one in a newer epoch, which a report records first.

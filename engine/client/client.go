@@ -249,6 +249,9 @@ func (c *Client) attempt(ctx context.Context, p *pool, req *wire.Request, payloa
 		if refusal(resp.Err) {
 			return nil, outcomeRefused, resp.Err
 		}
+		if resp.Err.Code == wire.CodeOutcomeUnknown {
+			return nil, outcomeLost, resp.Err
+		}
 		return nil, outcomeDone, resp.Err
 	}
 	if len(resp.Results) != len(req.Ops) {

@@ -74,7 +74,21 @@ type MemberConfig struct {
 	AdminAddr string     `json:"admin_addr"` // admin HTTP address
 	Type      MemberType `json:"type"`
 	DN        string     `json:"dn,omitempty"` // certificate subject DN, in a mirror that requires TLS
+	// AgentAddr is the address of the host agent that supervises this member ("" when it has none): the other failover
+	// member asks it whether this member is down, has it forced down and fetches its journal from it.
+	AgentAddr string `json:"agent_addr,omitempty"`
 }
+
+// EpochStart records where an epoch's records begin in the mirror journal: a member whose journal holds records of an
+// older epoch past Start has a tail the mirror never had, and must cut it back to Start.
+type EpochStart struct {
+	Epoch   uint64           `json:"epoch"`
+	Primary string           `json:"primary"`
+	Start   journal.Position `json:"start"`
+}
+
+// maxEpochHistory bounds Config.Epochs; older entries only matter to members that were away for that many failovers.
+const maxEpochHistory = 64
 
 // PendingMember is a member whose certificate waits for an operator's authorization on the primary.
 type PendingMember struct {
@@ -103,6 +117,35 @@ type Config struct {
 	Removed    []string                    `json:"removed,omitempty"`    // databases removed from the mirror on the primary
 	Authorized []string                    `json:"authorized,omitempty"` // certificate DNs an operator authorized (TLS mirrors)
 	Pending    []PendingMember             `json:"pending,omitempty"`    // members waiting for authorization (TLS mirrors)
+	// Arbiter is the arbiter's address ("" when the mirror has none: failover is then agent controlled only).
+	Arbiter string `json:"arbiter,omitempty"`
+	// Epochs is where each recent epoch started, oldest first.
+	Epochs []EpochStart `json:"epochs,omitempty"`
+	// NotValidated lists former failover members that a promotion without them could not reach: they may hold journal
+	// data the mirror does not, and must not start as primary (they rejoin as DR asyncs or are rebuilt).
+	NotValidated []string `json:"not_validated,omitempty"`
+}
+
+// forkPoint is where a member whose journal ends at end (carrying the epoch of its last record) must cut it back to, to
+// follow this configuration's history: the start of the first epoch after end's, when that lies before end.
+func (c *Config) forkPoint(end journal.Position) (journal.Position, bool) {
+	for _, e := range c.Epochs {
+		if e.Epoch > end.Epoch {
+			if e.Start.Less(end) {
+				return e.Start, true
+			}
+			return journal.Position{}, false
+		}
+	}
+	return journal.Position{}, false
+}
+
+// addEpoch appends the start of a new epoch to the history.
+func (c *Config) addEpoch(e EpochStart) {
+	c.Epochs = append(c.Epochs, e)
+	if n := len(c.Epochs) - maxEpochHistory; n > 0 {
+		c.Epochs = slices.Delete(c.Epochs, 0, n)
+	}
 }
 
 // Duration is a time.Duration that JSON and TOML write as text.
@@ -201,6 +244,8 @@ func (c Config) clone() Config {
 	c.Created = maps.Clone(c.Created)
 	c.Authorized = slices.Clone(c.Authorized)
 	c.Pending = slices.Clone(c.Pending)
+	c.Epochs = slices.Clone(c.Epochs)
+	c.NotValidated = slices.Clone(c.NotValidated)
 	return c
 }
 
@@ -213,6 +258,11 @@ type localState struct {
 	PausedDatabases  []string `json:"paused_databases,omitempty"`
 	// Received is, on the primary, what each other member last had (purge holdback).
 	Received map[string]received `json:"received,omitempty"`
+	// RollbackTo is set while this member must cut its mirror journal back to this position and undo what its databases
+	// applied beyond it (a former primary's divergent tail); it is cleared once that is done.
+	RollbackTo *journal.Position `json:"rollback_to,omitempty"`
+	// RollbackRefused says why the last rollback was refused (too large): the member must be rebuilt.
+	RollbackRefused string `json:"rollback_refused,omitempty"`
 }
 
 const stateFile = "state.json"

@@ -127,7 +127,7 @@ func (mir *Mirror) stepDown(newEpoch uint64, newPrimary string, cause error) err
 	if cancel != nil {
 		cancel()
 	}
-	mir.wg.Wait()
+	mir.waitRole()
 	mir.start()
 	if cause != nil {
 		return cause
@@ -167,6 +167,9 @@ func (mir *Mirror) takeOver(ctx context.Context, c *wire.Conn, h wire.Handoff) e
 	if err != nil {
 		return answer(wire.HandoffDone{Err: err.Error()})
 	}
+	mir.mu.Lock()
+	mir.countFailoverLocked("planned")
+	mir.mu.Unlock()
 	// Answer before the receiver (this goroutine's role) is torn down, so the old primary hears it.
 	err = answer(wire.HandoffDone{NewEpoch: newEpoch})
 	restart()
@@ -180,17 +183,16 @@ func (mir *Mirror) becomePrimary(known uint64) (uint64, func(), error) {
 	mir.mu.Lock()
 	newEpoch := max(known, mir.st.Config.Epoch) + 1
 	mir.mu.Unlock()
-	if err := mir.jrn.SetEpoch(newEpoch); err != nil {
+	start, err := mir.startEpoch(newEpoch)
+	if err != nil {
 		return 0, nil, err
-	}
-	if _, err := mir.jrn.Commit(context.Background(), []journal.Record{{Type: journal.RecordEpochStart, TxnEnd: true, Value: []byte(mir.mgr.opts.Self), HasValue: true}}); err != nil {
-		return 0, nil, fmt.Errorf("epoch %d start record: %w", newEpoch, err)
 	}
 	mir.mu.Lock()
 	st := mir.st
 	st.Config = st.Config.clone()
 	st.Config.Epoch = newEpoch
 	st.Config.Primary = mir.mgr.opts.Self
+	st.Config.addEpoch(EpochStart{Epoch: newEpoch, Primary: mir.mgr.opts.Self, Start: start})
 	st.Config.Version++
 	st.NoFailover = false // cleared when the member becomes primary (MIRRORING.md §7)
 	if err := mir.saveLocked(st); err != nil {
@@ -199,6 +201,7 @@ func (mir *Mirror) becomePrimary(known uint64) (uint64, func(), error) {
 	}
 	cancel := mir.cancel
 	mir.role = RolePrimary
+	mir.freshEpoch = true
 	// Writes wait until the primary role's start has caught the databases up with a dejournaler of its own: a commit racing
 	// with dejournaling of the same key could otherwise be overwritten by an older value.
 	mir.blocked = true
@@ -213,9 +216,60 @@ func (mir *Mirror) becomePrimary(known uint64) (uint64, func(), error) {
 			cancel()
 		}
 		go func() {
-			mir.wg.Wait()
+			mir.waitRole()
 			mir.start()
 		}()
 	}
 	return newEpoch, restart, nil
+}
+
+// startEpoch raises the journal's epoch to epoch and writes its epoch-start record; it returns where the epoch starts.
+func (mir *Mirror) startEpoch(epoch uint64) (journal.Position, error) {
+	if err := mir.jrn.SetEpoch(epoch); err != nil {
+		return journal.Position{}, err
+	}
+	start := mir.jrn.AppendedEnd()
+	if _, err := mir.jrn.Commit(context.Background(), []journal.Record{{Type: journal.RecordEpochStart, TxnEnd: true, Value: []byte(mir.mgr.opts.Self), HasValue: true}}); err != nil {
+		return journal.Position{}, fmt.Errorf("epoch %d start record: %w", epoch, err)
+	}
+	return start, nil
+}
+
+// startEpochWhenConfirmed runs when a member starts as primary in an epoch it did not just begin (a restart): once it is
+// confirmed as primary it begins a new epoch, so that any record another member holds beyond this member's journal (records
+// shipped before this member's crash lost them) is recognised as a divergent tail and rolled back there.
+func (mir *Mirror) startEpochWhenConfirmed(ctx context.Context) error {
+	mir.mu.Lock()
+	for mir.fo.waiting {
+		if mir.fo.deposed || mir.role != RolePrimary {
+			mir.mu.Unlock()
+			return errors.New("deposed while waiting to be confirmed as primary")
+		}
+		if !mir.waitLocked(ctx, 0) {
+			mir.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+	if mir.fo.deposed || mir.role != RolePrimary {
+		mir.mu.Unlock()
+		return errors.New("deposed while waiting to be confirmed as primary")
+	}
+	epoch := mir.st.Config.Epoch + 1
+	mir.mu.Unlock()
+	start, err := mir.startEpoch(epoch)
+	if err != nil {
+		return err
+	}
+	err = mir.update(func(st *localState) error {
+		st.Config.Epoch = epoch
+		st.Config.addEpoch(EpochStart{Epoch: epoch, Primary: mir.mgr.opts.Self, Start: start})
+		st.Config.Version++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	mir.log.Info().Uint64("epoch", epoch).Msg("restarted as primary in a new epoch")
+	go mir.broadcastConfig()
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/mirrorkit/mirrorkit/engine/arbiter"
 	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
@@ -36,6 +38,18 @@ type Options struct {
 	// TLS is the client side of this member's mutual TLS (nil: plain connections); SelfDN is its certificate's subject DN.
 	TLS    *tls.Config
 	SelfDN string
+	// AgentAddr is the address of the agent supervising this member, recorded in the mirror configuration ("" for none).
+	AgentAddr string
+	// AgentToken and ArbiterToken are presented to agents and arbiters without TLS.
+	AgentToken   string
+	ArbiterToken string
+	// ArbiterAddr overrides how this member reaches the mirror's arbiter, and Agents how it reaches other members'
+	// agents (member name → host:port), e.g. through a proxy.
+	ArbiterAddr string
+	Agents      map[string]string
+	// RollbackLimit is the most journal bytes a divergent tail may hold for this member to roll it back itself (0: 64 MiB);
+	// beyond it the member refuses and must be rebuilt.
+	RollbackLimit int64
 	// LocalJournal takes a read-write reporting async's own writes to mirrored databases.
 	LocalJournal store.Journal
 	Logger       zerolog.Logger
@@ -52,11 +66,12 @@ type Manager struct {
 	httpOnce   sync.Once
 	http       *http.Client
 
-	mu      sync.Mutex
-	mirrors map[string]*Mirror
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	mirrors  map[string]*Mirror
+	arbiters map[string]*arbiter.Client // by address, shared by the mirrors
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // Load reads every mirror this member belongs to and opens its copy of each mirror journal. The store is opened next with
@@ -66,7 +81,7 @@ func Load(opts Options) (*Manager, error) {
 		opts.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{opts: opts, log: opts.Logger.With().Str("component", "mirror").Logger(), mirrors: map[string]*Mirror{}, ctx: ctx, cancel: cancel,
+	m := &Manager{opts: opts, log: opts.Logger.With().Str("component", "mirror").Logger(), mirrors: map[string]*Mirror{}, arbiters: map[string]*arbiter.Client{}, ctx: ctx, cancel: cancel,
 		ackLatency: newAckLatency()}
 	entries, err := os.ReadDir(m.root())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -201,6 +216,7 @@ type CreateOptions struct {
 	CompressionAsync    string
 	RequireTLS          bool
 	AsyncHoldback       time.Duration
+	Arbiter             string // the arbiter's address ("" for none)
 }
 
 // Create makes a new mirror with this member as its first failover member and primary in epoch 1.
@@ -218,6 +234,11 @@ func (m *Manager) Create(name string, o CreateOptions) (*Mirror, error) {
 	if o.AsyncHoldback == 0 {
 		o.AsyncHoldback = DefaultAsyncHoldback
 	}
+	if o.Arbiter != "" {
+		if _, _, err := net.SplitHostPort(o.Arbiter); err != nil {
+			return nil, fmt.Errorf("arbiter address %q: want host:port: %w", o.Arbiter, err)
+		}
+	}
 	for _, c := range []string{o.CompressionFailover, o.CompressionAsync} {
 		if c != "" {
 			if _, err := wire.ParseCodec(c); err != nil {
@@ -230,8 +251,8 @@ func (m *Manager) Create(name string, o CreateOptions) (*Mirror, error) {
 	}
 	cfg := Config{Name: canon, Version: 1, Epoch: 1, Primary: m.opts.Self, QoS: Duration{o.QoS},
 		CompressionFailover: o.CompressionFailover, CompressionAsync: o.CompressionAsync, RequireTLS: o.RequireTLS,
-		AsyncHoldback: Duration{o.AsyncHoldback},
-		Members:       []MemberConfig{{Name: m.opts.Self, Addr: m.opts.Addr, AdminAddr: m.opts.AdminAddr, Type: Failover, DN: m.opts.SelfDN}}}
+		AsyncHoldback: Duration{o.AsyncHoldback}, Arbiter: o.Arbiter,
+		Members: []MemberConfig{{Name: m.opts.Self, Addr: m.opts.Addr, AdminAddr: m.opts.AdminAddr, Type: Failover, DN: m.opts.SelfDN, AgentAddr: m.opts.AgentAddr}}}
 	if err := m.checkMembership(cfg, Failover); err != nil {
 		return nil, err
 	}
@@ -250,6 +271,7 @@ func (m *Manager) Create(name string, o CreateOptions) (*Mirror, error) {
 	}
 	m.mirrors[canon] = mir
 	m.store.AttachMirror(canon, mir.attachment())
+	mir.freshEpoch = true
 	mir.start()
 	m.log.Info().Str("mirror", canon).Msg("mirror created; this member is primary in epoch 1")
 	return mir, nil
@@ -296,7 +318,9 @@ func (m *Manager) openMirror(st localState) (*Mirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mirror %s journal: %w", st.Config.Name, err)
 	}
-	mir := &Mirror{mgr: m, name: st.Config.Name, dir: dir, jrn: jrn, log: log, st: st, changed: make(chan struct{}), replicas: map[string]*replica{}}
+	mir := &Mirror{mgr: m, name: st.Config.Name, dir: dir, jrn: jrn, log: log, st: st, changed: make(chan struct{}), replicas: map[string]*replica{},
+		reportKick: make(chan struct{}, 1)}
+	mir.fo.kick = make(chan struct{}, 1)
 	mir.role = mir.roleFromConfig()
 	return mir, nil
 }

@@ -25,10 +25,16 @@ var (
 	descRatio                 = prometheus.NewDesc("mirrorkit_mirror_compression_ratio", "Uncompressed journal bytes per byte on the wire (stream compression).", []string{"mirror"}, nil)
 	descEpoch                 = prometheus.NewDesc("mirrorkit_mirror_epoch", "The mirror's epoch as this member knows it.", []string{"mirror"}, nil)
 	descIsPrimary             = prometheus.NewDesc("mirrorkit_mirror_primary", "1 when this member is the mirror's primary.", []string{"mirror"}, nil)
+	descFailovers             = prometheus.NewDesc("mirrorkit_mirror_failovers_total", "Times this member became primary since it started, by how: planned, arbiter, agent, forced, promoted.", []string{"mirror", "how"}, nil)
+	descTroubles              = prometheus.NewDesc("mirrorkit_mirror_trouble_episodes_total", "Times this member was In Trouble as primary since it started.", []string{"mirror"}, nil)
+	descInTrouble             = prometheus.NewDesc("mirrorkit_mirror_in_trouble", "1 while this member is a primary that is In Trouble or Waiting (serving nothing).", []string{"mirror"}, nil)
+	descArbiterConnected      = prometheus.NewDesc("mirrorkit_mirror_arbiter_connected", "1 while this member's reports reach the arbiter.", []string{"mirror"}, nil)
+	descArbiterMode           = prometheus.NewDesc("mirrorkit_mirror_arbiter_controlled", "1 in Arbiter Controlled mode, 0 in Agent Controlled mode.", []string{"mirror"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descJournalLatencyBytes, descJournalLatencySeconds, descDejournalLatencyBytes, descDejournalLatencySecs, descArrival, descRatio, descEpoch, descIsPrimary} {
+	for _, d := range []*prometheus.Desc{descJournalLatencyBytes, descJournalLatencySeconds, descDejournalLatencyBytes, descDejournalLatencySecs, descArrival, descRatio, descEpoch, descIsPrimary,
+		descFailovers, descTroubles, descInTrouble, descArbiterConnected, descArbiterMode} {
 		ch <- d
 	}
 	c.m.ackLatency.Describe(ch)
@@ -77,7 +83,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		wireBytes, rawBytes := mir.recv.wireBytes, mir.recv.rawBytes
 		dj := mir.dj
 		epoch := mir.st.Config.Epoch
+		var fst Status
+		mir.failoverStatusLocked(&fst, now)
+		inTrouble := mir.role == RolePrimary && (mir.fo.trouble || mir.fo.waiting || !mir.leaseLocked(now))
 		mir.mu.Unlock()
+		for how, n := range fst.Failovers {
+			ch <- prometheus.MustNewConstMetric(descFailovers, prometheus.CounterValue, float64(n), name, how)
+		}
+		ch <- prometheus.MustNewConstMetric(descTroubles, prometheus.CounterValue, float64(fst.TroubleEpisodes), name)
+		ch <- prometheus.MustNewConstMetric(descInTrouble, prometheus.GaugeValue, b2f(inTrouble), name)
+		ch <- prometheus.MustNewConstMetric(descArbiterConnected, prometheus.GaugeValue, b2f(fst.ArbiterConnection == ArbiterBoth || fst.ArbiterConnection == ArbiterSelf), name)
+		ch <- prometheus.MustNewConstMetric(descArbiterMode, prometheus.GaugeValue, b2f(fst.FailoverMode == ModeArbiter.String()), name)
 		ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(epoch), name)
 		ch <- prometheus.MustNewConstMetric(descIsPrimary, prometheus.GaugeValue, primary, name)
 		if dj != nil {
@@ -111,3 +127,10 @@ func newAckLatency() prometheus.Histogram {
 }
 
 func since(t time.Time) float64 { return time.Since(t).Seconds() }
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -58,6 +58,16 @@ type Mirror struct {
 	dj     *dejournal.Dejournaler
 	cancel context.CancelFunc // stops the current role's goroutines
 	wg     sync.WaitGroup
+	// The receiver runs under its own context within the role's, so a takeover can stop it first.
+	roleCtx    context.Context
+	recvCancel context.CancelFunc
+	recvWG     sync.WaitGroup
+	// Automatic failover (failover members).
+	fo         failoverState
+	reportKick chan struct{} // wakes the arbiter reports at once (buffered 1)
+	// freshEpoch is set when this member just started its epoch (created the mirror, or took over), so starting the
+	// primary role need not raise it again.
+	freshEpoch bool
 }
 
 func (mir *Mirror) roleFromConfig() Role {
@@ -171,6 +181,9 @@ func (mir *Mirror) BeginWrite(ctx context.Context, db string) (func(), error) {
 		if mir.role != RolePrimary {
 			return nil, mir.notPrimaryLocked(db)
 		}
+		if err := mir.servingErrLocked(db); err != nil {
+			return nil, err
+		}
 		if !mir.blocked {
 			mir.inflight++
 			return func() {
@@ -196,7 +209,13 @@ func (mir *Mirror) BeginRead(ctx context.Context, db string) error {
 		switch {
 		case mir.role == RoleBackup:
 			return mir.notPrimaryLocked(db)
-		case mir.role != RolePrimary || !mir.blocked:
+		case mir.role != RolePrimary:
+			return nil
+		}
+		if err := mir.servingErrLocked(db); err != nil {
+			return err
+		}
+		if !mir.blocked {
 			return nil
 		}
 		if !mir.waitLocked(ctx, 0) {
@@ -245,34 +264,92 @@ func (mir *Mirror) start() {
 func (mir *Mirror) startLocked() {
 	ctx, cancel := context.WithCancel(mir.mgr.ctx)
 	mir.cancel = cancel
+	mir.roleCtx = ctx
+	fresh := mir.freshEpoch
+	mir.freshEpoch = false
+	mir.fo = failoverState{kick: make(chan struct{}, 1), failovers: mir.fo.failovers, troubles: mir.fo.troubles}
+	if mir.reportKick == nil {
+		mir.reportKick = make(chan struct{}, 1)
+	}
+	self, _ := mir.st.Config.Member(mir.mgr.opts.Self)
 	switch mir.role {
 	case RolePrimary:
 		mir.updateOwnDNLocked()
+		// A primary that restarts while a backup could have taken over waits until it knows none did.
+		mir.fo.waiting = !fresh && mir.automaticLocked()
+		if mir.fo.waiting {
+			mir.fo.waitWhy = "looking for the backup and the arbiter"
+		}
 		// Databases must have applied the whole journal (after a crash, or after serving as backup) before they are written.
 		mir.blocked = true
 		mir.wg.Add(1)
 		go func() {
 			defer mir.wg.Done()
 			err := mir.catchUpAsPrimary(ctx)
+			if err == nil && !fresh {
+				err = mir.startEpochWhenConfirmed(ctx)
+			}
 			mir.mu.Lock()
 			defer mir.mu.Unlock()
 			if err != nil {
-				mir.log.Error().Err(err).Msg("catching up the mirrored databases before serving as primary failed")
+				if ctx.Err() == nil {
+					mir.log.Error().Err(err).Msg("catching up the mirrored databases before serving as primary failed")
+				}
 				return
 			}
 			mir.blocked = false
 			mir.notifyLocked()
 		}()
 	case RoleBackup, RoleAsync:
-		mir.startDejournalLocked(ctx)
-		if !mir.st.MirroringStopped {
+		if mir.st.RollbackTo != nil {
+			// Cut the divergent tail first, with nothing reading the journal; the rest of the role starts after it.
 			mir.wg.Add(1)
 			go func() {
 				defer mir.wg.Done()
-				mir.runReceiver(ctx)
+				if err := mir.rollBack(ctx); err != nil {
+					if ctx.Err() == nil {
+						mir.log.Error().Err(err).Msg("rolling back the divergent journal tail failed; this member must be rebuilt from a backup")
+					}
+					return
+				}
+				mir.mu.Lock()
+				defer mir.mu.Unlock()
+				if ctx.Err() == nil {
+					mir.startReplicaLocked(ctx)
+				}
 			}()
+			break
 		}
+		mir.startReplicaLocked(ctx)
 	}
+	if self.Type == Failover && mir.role != RoleNone {
+		role := mir.role
+		mir.wg.Add(1)
+		go func() {
+			defer mir.wg.Done()
+			mir.runFailover(ctx, role)
+		}()
+	}
+}
+
+// startReplicaLocked starts dejournaling and the receiver of a backup or async.
+func (mir *Mirror) startReplicaLocked(ctx context.Context) {
+	mir.startDejournalLocked(ctx)
+	if !mir.st.MirroringStopped {
+		mir.startReceiverLocked(ctx)
+	}
+}
+
+// startReceiverLocked starts the receiver under its own context, a child of ctx.
+func (mir *Mirror) startReceiverLocked(ctx context.Context) {
+	rctx, cancel := context.WithCancel(ctx)
+	mir.recvCancel = cancel
+	mir.fo.primaryHeard = mir.mgr.opts.Now()
+	mir.recvWG.Add(1)
+	go func() {
+		defer mir.recvWG.Done()
+		mir.runReceiver(rctx)
+	}()
 }
 
 // updateOwnDNLocked records a changed certificate of the primary in the configuration, which then reaches every member.
@@ -306,7 +383,13 @@ func (mir *Mirror) stop() {
 	if cancel != nil {
 		cancel()
 	}
+	mir.waitRole()
+}
+
+// waitRole waits for the current role's goroutines, the receiver included.
+func (mir *Mirror) waitRole() {
 	mir.wg.Wait()
+	mir.recvWG.Wait()
 }
 
 // startDejournalLocked runs a dejournaler over the mirror journal for this member's copies of the mirrored databases.

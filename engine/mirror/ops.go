@@ -35,7 +35,7 @@ func (m *Manager) Join(ctx context.Context, name, primaryAddr string, t MemberTy
 		return nil, err
 	}
 	var cfg Config
-	req := JoinRequest{Member: MemberConfig{Name: m.opts.Self, Addr: m.opts.Addr, AdminAddr: m.opts.AdminAddr, Type: t}}
+	req := JoinRequest{Member: MemberConfig{Name: m.opts.Self, Addr: m.opts.Addr, AdminAddr: m.opts.AdminAddr, Type: t, AgentAddr: m.opts.AgentAddr}}
 	if err := m.PostJSON(ctx, admin, "/api/v1/mirrors/"+canon+"/members", req, &cfg); err != nil {
 		return nil, fmt.Errorf("join mirror %s at %s: %w", canon, primaryAddr, err)
 	}

@@ -35,6 +35,9 @@ type replica struct {
 	rawBytes       uint64
 	handoff        chan wire.HandoffDone
 	disconnectedAt time.Time
+	echo           uint8     // backup: the wire.State* flags it last echoed (the mode it acts in if it loses this primary)
+	told           uint8     // backup: the flags last sent to it
+	toldAt         time.Time // when they were sent
 }
 
 func (r *replica) close() {
@@ -110,7 +113,11 @@ func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
 		refuse(c, e)
 		return e
 	}
-	if end := mir.jrn.WrittenEnd(); end.Less(from) {
+	accFrom := from
+	if fork, ok := cfg.forkPoint(from); ok {
+		// The member holds records of an older epoch that this primary's history does not have: it cuts them first.
+		accFrom = fork
+	} else if end := mir.jrn.WrittenEnd(); end.Less(from) {
 		mir.mu.Unlock()
 		e := &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("member %s has mirror %s journal up to %s, beyond this primary's end %s: its copy diverged and must be rebuilt", start.Member, mir.name, from, end)}
 		refuse(c, e)
@@ -148,13 +155,14 @@ func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
 	defer func() {
 		mir.mu.Lock()
 		close(r.done)
+		mir.backupLostLocked(r, "its stream ended")
 		r.active, r.activating = false, false
 		r.disconnectedAt = mir.mgr.opts.Now()
 		mir.notifyLocked()
 		mir.mu.Unlock()
 		c.Close()
 	}()
-	accept := wire.StreamAccept{Primary: mir.mgr.opts.Self, Epoch: cfg.Epoch, Codec: codec, From: start.From}
+	accept := wire.StreamAccept{Primary: mir.mgr.opts.Self, Epoch: cfg.Epoch, Codec: codec, From: toWire(accFrom)}
 	if err := c.WriteFrame(wire.Frame{Kind: wire.KindStreamAccept, Payload: wire.EncodeStreamAccept(nil, &accept)}); err != nil {
 		return err
 	}
@@ -163,7 +171,10 @@ func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
 	}
 	mir.log.Info().Str("peer", mc.Name).Str("type", string(mc.Type)).Str("from", from.String()).Str("codec", codec.String()).Msg("journal stream started")
 	senderDone := make(chan error, 1)
-	go func() { senderDone <- mir.send(r, from, qos) }()
+	if accFrom != from {
+		mir.log.Warn().Str("peer", mc.Name).Str("its_end", from.String()).Str("fork", accFrom.String()).Msg("member holds a divergent journal tail; it rolls back to the fork point")
+	}
+	go func() { senderDone <- mir.send(r, accFrom, qos) }()
 	readErr := mir.readReplica(r, qos)
 	r.close()
 	sendErr := <-senderDone
@@ -326,6 +337,15 @@ func (mir *Mirror) readReplica(r *replica, qos time.Duration) error {
 			mir.mu.Lock()
 			r.lastSeen = now
 			mir.mu.Unlock()
+		case wire.KindMirrorState:
+			ms, err := wire.DecodeMirrorState(f.Payload)
+			if err != nil {
+				return err
+			}
+			mir.mu.Lock()
+			r.echo, r.lastSeen = ms.Flags, now
+			mir.notifyLocked()
+			mir.mu.Unlock()
 		case wire.KindHandoffDone:
 			done, err := wire.DecodeHandoffDone(f.Payload)
 			if err != nil {
@@ -364,32 +384,56 @@ func (mir *Mirror) backupActive() bool {
 }
 
 // waitBackup makes a commit wait for the backup's durable receipt while the backup is Active (or becoming Active). A backup
-// that does not acknowledge within the QoS timeout is no longer Active and the commit proceeds without it.
+// that does not acknowledge within the QoS timeout is no longer Active: the commit then proceeds without it, unless the
+// backup might take over on its own, in which case the primary is In Trouble and the commit waits for that to be resolved.
+// A commit of a primary that is deposed meanwhile fails with an unknown outcome: it may or may not survive.
 func (mir *Mirror) waitBackup(ctx context.Context, pos journal.Position) error {
 	mir.mu.Lock()
 	defer mir.mu.Unlock()
-	if mir.role != RolePrimary {
-		return nil
-	}
-	r := mir.backupLocked()
-	if r == nil || !(r.active || r.activating) {
-		return nil
-	}
-	started := time.Now()
-	defer func() { mir.mgr.ackLatency.Observe(since(started)) }()
-	deadline := started.Add(mir.st.Config.QoS.Duration)
-	for r.acked.Less(pos) && (r.active || r.activating) && !r.ended() {
-		left := time.Until(deadline)
+	var started time.Time
+	defer func() {
+		if !started.IsZero() {
+			mir.mgr.ackLatency.Observe(since(started))
+		}
+	}()
+	for {
+		if mir.role != RolePrimary || mir.fo.deposed {
+			return mir.unknownOutcomeLocked(pos, "this member is no longer the primary")
+		}
+		r := mir.backupLocked()
+		waitAck := r != nil && (r.active || r.activating)
+		if waitAck && !r.acked.Less(pos) {
+			return nil
+		}
+		now := mir.mgr.opts.Now()
+		switch {
+		case mir.fo.trouble || mir.fo.waiting || !mir.leaseLocked(now):
+			// Neither acknowledged nor refused yet: it is decided when the trouble is.
+			if !mir.waitLocked(ctx, mir.st.Config.QoS.Duration/8) && ctx.Err() != nil {
+				return mir.unknownOutcomeLocked(pos, ctx.Err().Error())
+			}
+			continue
+		case !waitAck:
+			return nil
+		}
+		if started.IsZero() {
+			started = time.Now()
+		}
+		left := time.Until(started.Add(mir.st.Config.QoS.Duration))
 		if left <= 0 {
 			mir.log.Warn().Str("peer", r.name).Str("pos", pos.String()).Dur("qos", mir.st.Config.QoS.Duration).Msg("backup did not acknowledge within the QoS timeout; it is no longer Active")
+			mir.backupLostLocked(r, "no acknowledgement within the QoS timeout")
 			r.active, r.activating = false, false
 			r.close()
 			mir.notifyLocked()
-			return nil
+			continue
 		}
 		if !mir.waitLocked(ctx, left) && ctx.Err() != nil {
-			return ctx.Err()
+			return mir.unknownOutcomeLocked(pos, ctx.Err().Error())
 		}
 	}
-	return nil
+}
+
+func (mir *Mirror) unknownOutcomeLocked(pos journal.Position, why string) error {
+	return &wire.Error{Code: wire.CodeOutcomeUnknown, Message: fmt.Sprintf("mirror %s: the commit at %s was not acknowledged (%s); it may or may not survive", mir.name, pos, why)}
 }

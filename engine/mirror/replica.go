@@ -147,9 +147,16 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 	if err != nil {
 		return "", false, err
 	}
+	if acc := fromWire(accept.From); acc.Less(from) {
+		// This member's journal holds records of an older epoch the primary's does not: cut them back (with the dejournaler
+		// stopped, so the role restarts) and stream again from there.
+		return "", false, mir.requestRollback(acc, accept.Primary)
+	}
 	mir.mu.Lock()
 	mir.recv = receiverStatus{connected: true, primary: accept.Primary, since: mir.mgr.opts.Now(), lastReceived: mir.recv.lastReceived,
 		wireBytes: mir.recv.wireBytes, rawBytes: mir.recv.rawBytes, rate: mir.recv.rate}
+	mir.fo.flags = 0 // not Active until this primary says so
+	mir.fo.primaryHeard = mir.mgr.opts.Now()
 	mir.notifyLocked()
 	mir.mu.Unlock()
 	mir.log.Info().Str("primary", accept.Primary).Str("from", from.String()).Str("codec", accept.Codec.String()).Msg("receiving the mirror journal")
@@ -188,6 +195,7 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 			}
 			progressed = true
 			mir.mu.Lock()
+			mir.fo.primaryHeard = mir.mgr.opts.Now()
 			mir.recv.lastReceived = time.Unix(0, b.SentUnixNano)
 			mir.recv.primaryDurable = fromWire(b.PrimaryDurable)
 			mir.recv.wireBytes += uint64(len(b.Payload))
@@ -204,12 +212,34 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 				return "", progressed, err
 			}
 			mir.mu.Lock()
+			mir.fo.primaryHeard = mir.mgr.opts.Now()
 			mir.recv.primaryDurable = fromWire(hb.End)
 			if !mir.jrn.AppendedEnd().Less(fromWire(hb.End)) {
 				mir.recv.lastReceived = time.Unix(0, hb.UnixNano) // caught up: nothing is older than this heartbeat
 			}
 			mir.mu.Unlock()
+		case wire.KindMirrorState:
+			ms, err := wire.DecodeMirrorState(f.Payload)
+			if err != nil {
+				return "", progressed, err
+			}
+			mir.mu.Lock()
+			mir.fo.primaryHeard = mir.mgr.opts.Now()
+			changed := mir.fo.flags != ms.Flags
+			mir.fo.flags = ms.Flags
+			mir.notifyLocked()
+			mir.mu.Unlock()
+			if changed {
+				mir.kickReport()
+			}
+			// Echo: the primary learns which mode this member acts in should they lose each other.
+			if err := c.WriteFrame(wire.Frame{Kind: wire.KindMirrorState, Payload: wire.EncodeMirrorState(nil, &ms)}); err != nil {
+				return "", progressed, err
+			}
 		case wire.KindConfig:
+			mir.mu.Lock()
+			mir.fo.primaryHeard = mir.mgr.opts.Now()
+			mir.mu.Unlock()
 			if err := mir.applyConfig(f.Payload); err != nil {
 				return "", progressed, err
 			}

@@ -2,10 +2,12 @@ package mirror
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/dejournal"
 	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
 // User-visible status strings (MIRRORING.md §3–5, §8).
@@ -19,6 +21,12 @@ const (
 	StatusStopped       = "Stopped"
 	StatusDown          = "Down"
 	StatusNotInit       = "Not Initialized"
+	StatusError         = "Error"
+
+	// Arbiter connection (MIRRORING.md §8).
+	ArbiterBoth = "Both failover members are connected to the arbiter"
+	ArbiterSelf = "Only this member is connected to the arbiter"
+	ArbiterNone = "Not connected to the arbiter"
 
 	TransferNA     = "N/A"
 	TransferActive = "Active"
@@ -61,25 +69,35 @@ type DatabaseStatus struct {
 
 // Status is a mirror as one member sees it (Local) or as the Mirror Monitor shows it (merged with the primary's view).
 type Status struct {
-	Mirror       string           `json:"mirror"`
-	Member       string           `json:"member"` // the member reporting
-	Role         string           `json:"role"`
-	Epoch        uint64           `json:"epoch"`
-	Primary      string           `json:"primary"`
-	PrimaryAddr  string           `json:"primary_addr"`
-	QoS          string           `json:"qos"`
-	NoFailover   bool             `json:"no_failover"`
-	Arbiter      string           `json:"arbiter"`
-	FailoverMode string           `json:"failover_mode"`
-	Members      []MemberStatus   `json:"members"`
-	Databases    []DatabaseStatus `json:"databases"`
-	RequireTLS   bool             `json:"require_tls"`
-	Pending      []PendingMember  `json:"pending,omitempty"`
-	JournalFirst string           `json:"journal_first"`
-	JournalEnd   string           `json:"journal_end"`
-	WireBytes    uint64           `json:"wire_bytes"`    // journal data received (or sent, on the primary) on the wire
-	JournalBytes uint64           `json:"journal_bytes"` // the same data uncompressed
-	Ratio        float64          `json:"compression_ratio"`
+	Mirror       string `json:"mirror"`
+	Member       string `json:"member"` // the member reporting
+	Role         string `json:"role"`
+	Epoch        uint64 `json:"epoch"`
+	Primary      string `json:"primary"`
+	PrimaryAddr  string `json:"primary_addr"`
+	QoS          string `json:"qos"`
+	NoFailover   bool   `json:"no_failover"`
+	Arbiter      string `json:"arbiter"`
+	FailoverMode string `json:"failover_mode"`
+	// ArbiterAddr is the arbiter's address ("" when none) and ArbiterConnection one of the Arbiter* strings.
+	ArbiterAddr       string `json:"arbiter_addr,omitempty"`
+	ArbiterConnection string `json:"arbiter_connection,omitempty"`
+	// Trouble says why the primary is In Trouble or Waiting; Takeover why a backup that lost its primary does not take over.
+	Trouble  string `json:"trouble,omitempty"`
+	Takeover string `json:"takeover,omitempty"`
+	// Failovers counts how often this member became primary, by how; TroubleEpisodes how often it was In Trouble.
+	Failovers       map[string]uint64 `json:"failovers,omitempty"`
+	TroubleEpisodes uint64            `json:"trouble_episodes"`
+	NotValidated    []string          `json:"not_validated,omitempty"`
+	Members         []MemberStatus    `json:"members"`
+	Databases       []DatabaseStatus  `json:"databases"`
+	RequireTLS      bool              `json:"require_tls"`
+	Pending         []PendingMember   `json:"pending,omitempty"`
+	JournalFirst    string            `json:"journal_first"`
+	JournalEnd      string            `json:"journal_end"`
+	WireBytes       uint64            `json:"wire_bytes"`    // journal data received (or sent, on the primary) on the wire
+	JournalBytes    uint64            `json:"journal_bytes"` // the same data uncompressed
+	Ratio           float64           `json:"compression_ratio"`
 	// Arrival rates over the last seconds (on a backup or async: journal data arriving from the primary).
 	WireRate    float64 `json:"wire_bytes_per_second"`
 	JournalRate float64 `json:"journal_bytes_per_second"`
@@ -110,6 +128,7 @@ func (mir *Mirror) LocalStatus() Status {
 	if p, ok := cfg.Member(cfg.Primary); ok {
 		st.PrimaryAddr = p.Addr
 	}
+	mir.failoverStatusLocked(&st, now)
 	durable := mir.jrn.DurableEnd()
 	dj := mir.dj
 	for _, mc := range cfg.Members {
@@ -119,7 +138,12 @@ func (mir *Mirror) LocalStatus() Status {
 			row.JournalTransfer, row.Dejournaling = TransferNA, TransferNA
 			if mc.Name == mir.mgr.opts.Self {
 				row.Status = StatusPrimary
-				if mir.blocked {
+				switch {
+				case mir.fo.waiting:
+					row.Status = StatusWaiting()
+				case mir.fo.trouble || mir.role == RolePrimary && !mir.leaseLocked(now):
+					row.Status = StatusInTrouble
+				case mir.blocked:
 					row.Status = StatusTransition
 				}
 			}
@@ -154,6 +178,12 @@ func (mir *Mirror) LocalStatus() Status {
 			}
 		case mc.Name == mir.mgr.opts.Self:
 			row.Status, row.JournalTransfer = mir.replicaStatusLocked(mc, now)
+			switch {
+			case mir.st.RollbackRefused != "":
+				row.Status, row.Error = StatusError, mir.st.RollbackRefused
+			case mir.fo.takingOver || mir.st.RollbackTo != nil:
+				row.Status = StatusTransition
+			}
 			if !mir.recv.connected {
 				row.Error = mir.recv.err
 			}
@@ -188,6 +218,42 @@ func (mir *Mirror) replicaStatusLocked(mc MemberConfig, now time.Time) (status, 
 		return status, CaughtUp
 	}
 	return status, behind(now.Sub(mir.recv.lastReceived))
+}
+
+// failoverStatusLocked fills the failover mode, the arbiter connection, the reasons and the counters.
+func (mir *Mirror) failoverStatusLocked(st *Status, now time.Time) {
+	cfg := &mir.st.Config
+	fo := &mir.fo
+	st.Failovers, st.TroubleEpisodes, st.NotValidated = maps.Clone(fo.failovers), fo.troubles, cfg.NotValidated
+	mode := ModeAgent
+	switch mir.role {
+	case RolePrimary:
+		mode = fo.mode
+		if fo.waiting {
+			st.Trouble = fo.waitWhy
+		} else if fo.trouble {
+			st.Trouble = fo.troubleWhy
+		}
+	case RoleBackup:
+		if fo.flags&wire.StateArbiterMode != 0 {
+			mode = ModeArbiter
+		}
+		st.Takeover = fo.blockedWhy
+	}
+	st.FailoverMode = mode.String()
+	if cfg.Arbiter == "" {
+		st.Arbiter, st.ArbiterConnection = "no arbiter", ArbiterNone
+		return
+	}
+	st.Arbiter, st.ArbiterAddr = cfg.Arbiter, cfg.Arbiter
+	switch {
+	case !mir.arbiterFreshLocked(now):
+		st.ArbiterConnection = ArbiterNone
+	case fo.arbView.PeerSeen:
+		st.ArbiterConnection = ArbiterBoth
+	default:
+		st.ArbiterConnection = ArbiterSelf
+	}
 }
 
 // StatusWaiting is the status of a member that is looking for its primary.

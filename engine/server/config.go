@@ -27,6 +27,24 @@ type Config struct {
 	// TLS: this member's certificate, key and the mirror's CA. When set, every port of the member speaks mutual TLS.
 	TLS wire.TLSFiles `toml:"tls"`
 	Log LogConfig     `toml:"log"`
+	// Failover: this member's host agent and how it reaches agents and arbiters.
+	Failover FailoverConfig `toml:"failover"`
+}
+
+// FailoverConfig sets what automatic failover needs on this member.
+type FailoverConfig struct {
+	// AgentAddr is the address of the agent on this member's host; the mirror configuration records it so the other
+	// failover member can ask the agent whether this member is down, force it down and fetch its journal.
+	AgentAddr string `toml:"agent_addr"`
+	// AgentToken and ArbiterToken are the shared secrets presented to agents and arbiters when TLS is not configured.
+	AgentToken   string `toml:"agent_token"`
+	ArbiterToken string `toml:"arbiter_token"`
+	// Arbiter overrides the address this member reaches the mirror's arbiter at; Agents overrides where it reaches
+	// another member's agent (member name → host:port).
+	Arbiter string            `toml:"arbiter"`
+	Agents  map[string]string `toml:"agents"`
+	// RollbackLimit is the largest divergent journal tail, in bytes, this member rolls back by itself (default 64 MiB).
+	RollbackLimit int64 `toml:"rollback_limit"`
 }
 
 // JournalConfig sets journal segment size and retention.
@@ -117,6 +135,22 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxValueSize+(64<<10) > c.MaxFrame {
 		return fmt.Errorf("max_frame: %d must exceed max_value_size (%d) by at least 64 KiB", c.MaxFrame, c.MaxValueSize)
+	}
+	for key, addr := range map[string]string{"failover.agent_addr": c.Failover.AgentAddr, "failover.arbiter": c.Failover.Arbiter} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not host:port: %w", key, addr, err)
+		}
+	}
+	for name, addr := range c.Failover.Agents {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("failover.agents.%s: %q is not host:port: %w", name, addr, err)
+		}
+	}
+	if c.Failover.RollbackLimit < 0 {
+		return fmt.Errorf("failover.rollback_limit: %d is negative", c.Failover.RollbackLimit)
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return fmt.Errorf("tls: %w", err)

@@ -21,6 +21,7 @@ type CreateMirrorRequest struct {
 	CompressionAsync    string `json:"compression_async,omitempty"`
 	RequireTLS          bool   `json:"require_tls,omitempty"`
 	AsyncHoldback       string `json:"async_holdback,omitempty"`
+	Arbiter             string `json:"arbiter,omitempty"`
 }
 
 // JoinMirrorRequest is the body of POST /api/v1/mirrors/join.
@@ -50,7 +51,7 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 			writeError(w, err)
 			return
 		}
-		o := mirror.CreateOptions{CompressionFailover: req.CompressionFailover, CompressionAsync: req.CompressionAsync, RequireTLS: req.RequireTLS}
+		o := mirror.CreateOptions{CompressionFailover: req.CompressionFailover, CompressionAsync: req.CompressionAsync, RequireTLS: req.RequireTLS, Arbiter: req.Arbiter}
 		if req.QoS != "" {
 			d, err := time.ParseDuration(req.QoS)
 			if err != nil {
@@ -158,7 +159,8 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		for _, name := range s.mirrors.Names() {
-			if mir, err := s.mirrors.Mirror(name); err == nil && mir.Role() == want {
+			// A primary that is In Trouble or Waiting serves nothing: a load balancer must not send clients to it.
+			if mir, err := s.mirrors.Mirror(name); err == nil && mir.Role() == want && (want != mirror.RolePrimary || mir.Serving()) {
 				io.WriteString(w, "SUCCESS\n")
 				return
 			}

@@ -105,7 +105,9 @@ func (s *Server) openStorage() error {
 	mgr, err := mirror.Load(mirror.Options{DataDir: s.cfg.DataDir, Self: s.cfg.Name, Addr: s.DataAddr(), AdminAddr: s.AdminAddr(),
 		Peers: s.cfg.Peers, SegmentSize: s.cfg.Journal.SegmentSize, Logger: s.log,
 		PurgePolicy:   journal.PurgePolicy{KeepSegments: s.cfg.Journal.KeepSegments, MaxAge: s.cfg.Journal.MaxAge.Duration},
-		PurgeInterval: s.cfg.Journal.PurgeInterval.Duration, TLS: s.clientTLS, SelfDN: s.selfDN, LocalJournal: jrn})
+		PurgeInterval: s.cfg.Journal.PurgeInterval.Duration, TLS: s.clientTLS, SelfDN: s.selfDN, LocalJournal: jrn,
+		AgentAddr: s.cfg.Failover.AgentAddr, AgentToken: s.cfg.Failover.AgentToken, ArbiterToken: s.cfg.Failover.ArbiterToken,
+		ArbiterAddr: s.cfg.Failover.Arbiter, Agents: s.cfg.Failover.Agents, RollbackLimit: s.cfg.Failover.RollbackLimit})
 	if err != nil {
 		jrn.Close()
 		return err

@@ -165,3 +165,61 @@ func (d *Database) startLocalWrites(local Journal) error {
 	d.local = start
 	return nil
 }
+
+// RollBack undoes recs — this database's records of a divergent journal tail, oldest first, each carrying its
+// before-image — newest first, and moves every applied position beyond to back to it, in one batch that is flushed before
+// RollBack returns, so the journal tail can be cut afterwards. Records never applied are undone too: a key's records are
+// applied in order, so restoring each before-image from the newest down leaves the value from before the first one.
+func (d *Database) RollBack(recs []journal.Record, to journal.Position) error {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return fmt.Errorf("database %s is dismounted", d.name)
+	}
+	d.mu.Lock()
+	b := d.pdb.NewBatch()
+	defer b.Close()
+	for i := len(recs) - 1; i >= 0; i-- {
+		rec := recs[i]
+		if rec.Type != journal.RecordSet && rec.Type != journal.RecordKill {
+			continue
+		}
+		var err error
+		if rec.HasBefore {
+			err = b.Set(dataKey(nil, rec.Key), rec.Before, nil)
+		} else {
+			err = b.Delete(dataKey(nil, rec.Key), nil)
+		}
+		if err != nil {
+			d.mu.Unlock()
+			return fmt.Errorf("database %s: roll back %s: %w", d.name, rec.Pos, err)
+		}
+	}
+	applied, parts := d.applied, d.parts
+	if to.Less(applied) {
+		applied = to
+		if err := b.Set(metaApplied, to.Encode(), nil); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+	}
+	for p := range parts {
+		if to.Less(parts[p]) {
+			parts[p] = to
+			if err := b.Set(metaPartition(p), to.Encode(), nil); err != nil {
+				d.mu.Unlock()
+				return err
+			}
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("database %s: roll back to %s: %w", d.name, to, err)
+	}
+	d.applied, d.parts = applied, parts
+	d.mu.Unlock()
+	if err := d.pdb.Flush(); err != nil {
+		return fmt.Errorf("database %s: flush after rolling back to %s: %w", d.name, to, err)
+	}
+	return nil
+}

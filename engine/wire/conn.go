@@ -64,6 +64,7 @@ const (
 	KindConfig       Kind = 21 // primary → replica: the mirror configuration (JSON bytes, opaque to wire)
 	KindHandoff      Kind = 22 // primary → backup: planned failover request, payload Handoff
 	KindHandoffDone  Kind = 23 // backup → primary, payload HandoffDone
+	KindMirrorState  Kind = 24 // primary → backup: failover state, payload MirrorState; backup → primary: the same, echoed
 )
 
 var kindNames = map[Kind]string{

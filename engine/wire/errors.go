@@ -32,7 +32,10 @@ const (
 	CodeExists             Code = 11
 	CodeInvalidName        Code = 12
 	CodeBusy               Code = 13
-	CodeInTrouble          Code = 14
+	CodeInTrouble          Code = 14 // the primary cannot serve now (its backup or arbiter is lost); the request was not executed
+	// CodeOutcomeUnknown: a write was journaled but could not be acknowledged (the member lost the primary role, or
+	// its journal failed): it may or may not survive. Only an idempotent request may be sent again.
+	CodeOutcomeUnknown Code = 15
 )
 
 var codeNames = map[Code]string{
@@ -50,6 +53,7 @@ var codeNames = map[Code]string{
 	CodeInvalidName:        "invalid name",
 	CodeBusy:               "busy",
 	CodeInTrouble:          "in trouble",
+	CodeOutcomeUnknown:     "outcome unknown",
 }
 
 func (c Code) String() string {
@@ -96,4 +100,5 @@ var (
 	ErrInvalidName        = &Error{Code: CodeInvalidName}
 	ErrBusy               = &Error{Code: CodeBusy}
 	ErrInTrouble          = &Error{Code: CodeInTrouble}
+	ErrOutcomeUnknown     = &Error{Code: CodeOutcomeUnknown}
 )

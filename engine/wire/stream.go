@@ -20,6 +20,10 @@ import (
 //	Heartbeat    = 1 | epoch uvarint | time | end pos
 //	Handoff      = 1 | epoch uvarint | end pos
 //	HandoffDone  = 1 | newEpoch uvarint | err str
+//	MirrorState  = 1 | epoch uvarint | flags u8 (1 active, 2 arbiter mode, 4 no-failover)
+//
+// StreamAccept.From may be before the replica's StreamStart.From: the replica holds records of an older epoch that the
+// primary's journal does not have (a former primary's divergent tail), and must cut its journal back to From first.
 
 // Position is the wire copy of a journal position, so that this package need not know the journal.
 type Position struct {
@@ -83,6 +87,22 @@ type Heartbeat struct {
 	UnixNano int64
 	End      Position
 }
+
+// MirrorState is what the primary tells its backup about failover, whenever it changes: whether the backup is Active,
+// the failover mode, and the primary's no-failover flag. The backup echoes the flags it holds, so the primary knows which
+// mode the backup will act in if they lose each other.
+type MirrorState struct {
+	Epoch uint64
+	Flags uint8
+}
+
+// MirrorState flags.
+const (
+	StateActive      uint8 = 1 << 0 // the backup is Active
+	StateArbiterMode uint8 = 1 << 1 // Arbiter Controlled mode (else Agent Controlled)
+	StateNoFailover  uint8 = 1 << 2 // the primary's no-failover flag is set
+	stateFlags             = StateActive | StateArbiterMode | StateNoFailover
+)
 
 // Handoff asks the backup to take over: it must hold every record up to End and becomes primary in Epoch+1.
 type Handoff struct {
@@ -278,6 +298,24 @@ func DecodeHeartbeat(b []byte) (Heartbeat, error) {
 		return Heartbeat{}, err
 	}
 	return h, nil
+}
+
+// EncodeMirrorState appends the encoding of s to dst.
+func EncodeMirrorState(dst []byte, s *MirrorState) []byte {
+	dst = append(dst, messageVersion)
+	dst = binary.AppendUvarint(dst, s.Epoch)
+	return append(dst, s.Flags)
+}
+
+// DecodeMirrorState decodes a MirrorState; unknown flags are malformed.
+func DecodeMirrorState(b []byte) (MirrorState, error) {
+	d := decoder{what: "mirror state", b: b}
+	d.version()
+	s := MirrorState{Epoch: d.uvarint(), Flags: d.flags(stateFlags)}
+	if err := d.finish(); err != nil {
+		return MirrorState{}, err
+	}
+	return s, nil
 }
 
 // EncodeHandoff appends the encoding of h to dst.

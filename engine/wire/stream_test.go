@@ -39,6 +39,7 @@ var streamCodecs = []streamCodec{
 	codecFor("heartbeat", EncodeHeartbeat, DecodeHeartbeat, randomHeartbeat),
 	codecFor("handoff", EncodeHandoff, DecodeHandoff, randomHandoff),
 	codecFor("handoff done", EncodeHandoffDone, DecodeHandoffDone, randomHandoffDone),
+	codecFor("mirror state", EncodeMirrorState, DecodeMirrorState, randomMirrorState),
 }
 
 func sampleStreamMessages() []any {
@@ -58,6 +59,8 @@ func sampleStreamMessages() []any {
 		Ack{},
 		Ack{Epoch: 3, Durable: pos, Applied: Position{3, 41, 99}, UnixNano: math.MinInt64},
 		Heartbeat{},
+		MirrorState{},
+		MirrorState{Epoch: 9, Flags: StateActive | StateArbiterMode | StateNoFailover},
 		Heartbeat{Epoch: 3, UnixNano: math.MaxInt64, End: pos},
 		Handoff{Epoch: 3, End: pos},
 		HandoffDone{NewEpoch: 4},
@@ -128,6 +131,7 @@ func TestStreamDecodeRejects(t *testing.T) {
 		heartbeatDec = decodeOnly(DecodeHeartbeat)
 		handoffDec   = decodeOnly(DecodeHandoff)
 		doneDec      = decodeOnly(DecodeHandoffDone)
+		stateDec     = decodeOnly(DecodeMirrorState)
 	)
 	hugeCodecs := binary.AppendUvarint([]byte{messageVersion, 0, 0, 0, 0, 0, 0}, 1<<40)
 	tests := []struct {
@@ -142,6 +146,8 @@ func TestStreamDecodeRejects(t *testing.T) {
 		{"start huge codec list", startDec, hugeCodecs},
 		{"start non-minimal varint", startDec, []byte{messageVersion, 0x80, 0x00, 0, 0, 0, 0, 0, 0, 0}},
 		{"accept unknown codec", acceptDec, acceptCodec(3)},
+		{"mirror state unknown flag", stateDec, []byte{messageVersion, 1, 8}},
+		{"mirror state truncated", stateDec, []byte{messageVersion, 1}},
 		{"batch unknown codec", batchDec, batch(JournalBatch{Codec: 7})},
 		{"batch records without bytes", batchDec, batch(JournalBatch{Records: 1})},
 		{"batch bytes without records", batchDec, batch(JournalBatch{RawLen: 1, Payload: []byte{1}})},
@@ -316,4 +322,8 @@ func randomHandoff(rng *rand.Rand) Handoff {
 
 func randomHandoffDone(rng *rand.Rand) HandoffDone {
 	return HandoffDone{NewEpoch: randomUint(rng), Err: randomString(rng)}
+}
+
+func randomMirrorState(rng *rand.Rand) MirrorState {
+	return MirrorState{Epoch: randomUint(rng), Flags: uint8(rng.IntN(8))}
 }
