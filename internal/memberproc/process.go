@@ -81,3 +81,34 @@ func (p *Process) Terminate(tb testing.TB) error {
 	}
 	return p.cmd.Wait()
 }
+
+// Signal sends sig to the process.
+func (p *Process) Signal(tb testing.TB, sig syscall.Signal) {
+	tb.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		tb.Fatalf("signal %s: %v", sig, err)
+	}
+}
+
+// Kill sends SIGKILL and waits until the process is gone.
+func (p *Process) Kill(tb testing.TB) {
+	tb.Helper()
+	p.cmd.Process.Signal(syscall.SIGCONT) // a stopped process dies at once either way; this keeps Wait from hanging on odd kernels
+	p.cmd.Process.Kill()
+	select {
+	case <-p.eof:
+	case <-time.After(time.Minute):
+		tb.Fatalf("process still running a minute after SIGKILL:\n%s", p.Log())
+	}
+	p.cmd.Wait()
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.eof:
+		return true
+	default:
+		return false
+	}
+}

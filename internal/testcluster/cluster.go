@@ -32,9 +32,10 @@ const (
 type Cluster struct {
 	tb testing.TB
 
-	mu     sync.Mutex
-	nodes  []*Node
-	byName map[string]*Node
+	mu      sync.Mutex
+	nodes   []*Node
+	byName  map[string]*Node
+	arbiter *Arbiter
 }
 
 // New returns an empty cluster whose members and proxies are stopped when tb's test ends.
@@ -94,7 +95,10 @@ type memberConfig struct {
 	Log         struct {
 		Format string `toml:"format"`
 	} `toml:"log"`
-	TLS *wire.TLSFiles `toml:"tls,omitempty"`
+	TLS      *wire.TLSFiles `toml:"tls,omitempty"`
+	Failover struct {
+		ArbiterToken string `toml:"arbiter_token"`
+	} `toml:"failover"`
 }
 
 // writeConfig fixes the member's addresses in a configuration file, so that a proxy can point at its data port before it
@@ -103,6 +107,7 @@ func writeConfig(tb testing.TB, n *Node) string {
 	tb.Helper()
 	cfg := memberConfig{Name: n.Name, DataDir: n.DataDir, Listen: n.Addr, AdminListen: n.AdminAddr}
 	cfg.Log.Format = "json"
+	cfg.Failover.ArbiterToken = ArbiterToken
 	if n.TLS.Enabled() {
 		cfg.TLS = &n.TLS
 	}

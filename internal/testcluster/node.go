@@ -36,11 +36,12 @@ type Node struct {
 	args       []string
 	configFile string
 
-	mu     sync.Mutex
-	links  map[string]*faultproxy.Proxy // by the name of the member they lead to
-	peers  []string                     // --peer flags for links
-	member *memberproc.Member
-	paused bool
+	mu          sync.Mutex
+	links       map[string]*faultproxy.Proxy // by the name of the member they lead to
+	arbiterLink *faultproxy.Proxy
+	peers       []string // --peer flags for links
+	member      *memberproc.Member
+	paused      bool
 }
 
 func (n *Node) start(tb testing.TB) {
