@@ -21,6 +21,8 @@ var (
 	ErrClosed = errors.New("client closed")
 	// ErrConnLost fails the requests in flight on a connection that broke; they may or may not have been applied.
 	ErrConnLost = errors.New("connection lost")
+	// errNoResponse is wrapped (with ErrConnLost) when a member did not answer within Options.AttemptTimeout.
+	errNoResponse = errors.New("no response")
 	// ErrNoPrimary is returned when a call could not find a member to execute it before RetryTimeout or its context
 	// ended; the error also wraps the last refusal or failure.
 	ErrNoPrimary = errors.New("no primary found")
@@ -50,6 +52,10 @@ type Options struct {
 	// Retry policy for finding the primary. Zero values mean defaults.
 	RetryTimeout time.Duration // total time one call may spend finding a primary and retrying (default 10s; the ctx deadline also bounds it)
 	RetryBackoff time.Duration // first backoff between rounds over the address list (default 10ms, doubling up to 500ms)
+	// AttemptTimeout bounds the wait for one response (0: none). A member that does not answer within it is taken for hung
+	// or cut off: the connection is dropped and the call goes on to another member (re-sending only an idempotent
+	// request), so a hung primary costs a pause, not a stuck application. Set it above the mirror's QoS timeout.
+	AttemptTimeout time.Duration
 }
 
 // Client is a pool of pipelined connections to the member of a mirror it believes is primary. It is safe for
@@ -193,7 +199,7 @@ func (c *Client) send(ctx context.Context, req *wire.Request, payload []byte) (*
 		case out == outcomeDone:
 			// ctx ended while retrying: say where the call looked for a primary.
 			return nil, r.fail()
-		case out == outcomeLost && !idempotent(req):
+		case (out == outcomeLost || out == outcomeHung) && !idempotent(req):
 			return nil, err
 		}
 		if r == nil {
@@ -238,6 +244,8 @@ func (c *Client) attempt(ctx context.Context, p *pool, req *wire.Request, payloa
 		return nil, outcomeDone, err
 	case !sent:
 		return nil, outcomeNotSent, err
+	case errors.Is(err, errNoResponse):
+		return nil, outcomeHung, err
 	default:
 		return nil, outcomeLost, err
 	}

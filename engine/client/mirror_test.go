@@ -376,3 +376,49 @@ func TestIdempotent(t *testing.T) {
 		}
 	}
 }
+
+// TestHungMemberTimesOut: a member that does not answer within AttemptTimeout is left for another member: an idempotent
+// request is re-sent there, a non-idempotent one fails with ErrConnLost (its outcome is unknown).
+func TestHungMemberTimesOut(t *testing.T) {
+	a, b := startServer(t), startServer(t)
+	b.releaseSlow()
+	c := dialMirror(t, []string{a.addr(), b.addr()}, Options{Conns: 1, AttemptTimeout: 100 * time.Millisecond})
+	ctx := testContext(t)
+	if err := c.Set(ctx, dbSlow, `^H(1)`, []byte("v")); err != nil {
+		t.Fatalf("idempotent set on a hung member: %v", err)
+	}
+	if got := c.Current(); got != b.addr() {
+		t.Fatalf("Current() = %s, want %s", got, b.addr())
+	}
+	if v, ok := b.value(t, `^H(1)`); !ok || string(v) != "v" {
+		t.Fatalf("set re-sent to B left %q, %v", v, ok)
+	}
+	a.releaseSlow()
+
+	c2 := dialMirror(t, []string{b.addr(), a.addr()}, Options{Conns: 1, AttemptTimeout: 100 * time.Millisecond})
+	b.slow = make(chan struct{}, 16)
+	b.release = make(chan struct{})
+	_, err := c2.Incr(ctx, dbSlow, `^H(2)`, "1")
+	if !errors.Is(err, ErrConnLost) || !errors.Is(err, errNoResponse) {
+		t.Fatalf("incr on a hung member: got %v, want a lost connection without response", err)
+	}
+	close(b.release)
+}
+
+// TestOutcomeUnknownIsNotRefusal: a write the member journaled but could not acknowledge is re-sent only when idempotent.
+func TestOutcomeUnknownIsNotRefusal(t *testing.T) {
+	a := startServer(t)
+	a.refuse(&wire.Error{Code: wire.CodeOutcomeUnknown, Message: "deposed"})
+	c := dialMirror(t, []string{a.addr()}, Options{Conns: 1, RetryTimeout: 300 * time.Millisecond})
+	ctx := testContext(t)
+	if _, err := c.Incr(ctx, "app", `^U(1)`, "1"); !errors.Is(err, wire.ErrOutcomeUnknown) {
+		t.Fatalf("incr: got %v, want the unknown outcome itself", err)
+	}
+	before := a.requests.Load()
+	if err := c.Set(ctx, "app", `^U(2)`, []byte("v")); err == nil {
+		t.Fatal("set succeeded against a member that never acknowledges")
+	}
+	if n := a.requests.Load() - before; n < 2 {
+		t.Fatalf("idempotent set sent %d times, want it re-sent", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
@@ -144,6 +145,7 @@ func (p *pool) dialConn(ctx context.Context) (*conn, error) {
 		maxWrite: int(w.MaxFrame),
 		pending:  make(map[uint64]*call),
 		done:     make(chan struct{}),
+		timeout:  p.c.opts.AttemptTimeout,
 	}
 	go s.readLoop()
 	return s, nil
@@ -176,6 +178,7 @@ type conn struct {
 	maxWrite int
 	broken   atomic.Bool
 	done     chan struct{} // closed when readLoop returns
+	timeout  time.Duration // Options.AttemptTimeout
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -216,10 +219,22 @@ func (s *conn) roundTrip(ctx context.Context, payload []byte) (resp []byte, sent
 		callPool.Put(cl)
 		return nil, false, r.err
 	}
+	var noResponse <-chan time.Time
+	if s.timeout > 0 {
+		t := time.NewTimer(s.timeout)
+		defer t.Stop()
+		noResponse = t.C
+	}
 	select {
 	case r := <-cl.reply:
 		callPool.Put(cl)
 		return r.payload, true, r.err
+	case <-noResponse:
+		// The member is hung or cut off: break the connection (every call in flight on it fails the same way).
+		s.fail(fmt.Errorf("connection to %s: %w: %w within %s", s.addr, ErrConnLost, errNoResponse, s.timeout))
+		r := <-cl.reply
+		callPool.Put(cl)
+		return nil, true, r.err
 	case <-ctx.Done():
 		s.mu.Lock()
 		_, waiting := s.pending[id]

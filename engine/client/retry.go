@@ -20,6 +20,7 @@ const (
 	outcomeUnreachable                // not sent: the member could not be dialled
 	outcomeNotSent                    // not sent: the connection had broken
 	outcomeLost                       // sent, then the connection broke: the outcome is unknown
+	outcomeHung                       // sent, and no response within the attempt timeout: unknown outcome, try another member
 )
 
 // refusal reports whether the member refused the request without executing it, because another member should.
@@ -81,7 +82,7 @@ func (r *retrier) next(p *pool, out outcome, err error) error {
 	if r.ctx.Err() != nil {
 		return r.fail()
 	}
-	if out == outcomeRefused || out == outcomeUnreachable {
+	if out == outcomeRefused || out == outcomeUnreachable || out == outcomeHung {
 		var redirect string
 		if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeNotPrimary {
 			redirect = we.Redirect

@@ -1,0 +1,457 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/client"
+	"github.com/mirrorkit/mirrorkit/engine/globals"
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+	"github.com/mirrorkit/mirrorkit/internal/testcluster"
+)
+
+// failoverQoS is the QoS timeout of the automatic failover tests: short, so that each fault plays out in seconds.
+const failoverQoS = time.Second
+
+// arbitrated is a pair of failover members A (primary) and B with an arbiter, each member's links to the other and to the
+// arbiter going through fault proxies.
+type arbitrated struct {
+	c   *testcluster.Cluster
+	arb *testcluster.Arbiter
+}
+
+func newArbitrated(t *testing.T, extra ...member) *arbitrated {
+	t.Helper()
+	c := testcluster.New(t)
+	arb := c.StartArbiter()
+	c.Add("A")
+	c.Add("B")
+	c.Link("A", "B")
+	c.Link("B", "A")
+	c.LinkArbiter("A")
+	c.LinkArbiter("B")
+	for _, m := range extra {
+		c.Add(m.name)
+	}
+	members := append([]member{{"A", ""}, {"B", "failover"}}, extra...)
+	newMirror(t, c, members, "--qos", failoverQoS.String(), "--arbiter", arb.Addr)
+	f := &arbitrated{c: c, arb: arb}
+	f.waitMode(t, "A", mirror.ModeArbiter.String())
+	f.waitMode(t, "B", mirror.ModeArbiter.String())
+	return f
+}
+
+// local is the named member's own view of mirror MIR.
+func local(n *testcluster.Node) (mirror.Status, error) {
+	var sts []mirror.Status
+	if _, err := n.TryAdminGet("/api/v1/mirror/local", &sts); err != nil {
+		return mirror.Status{}, err
+	}
+	for _, st := range sts {
+		if st.Mirror == "MIR" {
+			return st, nil
+		}
+	}
+	return mirror.Status{}, fmt.Errorf("member %s reports no mirror MIR", n.Name)
+}
+
+// waitLocal waits until cond holds for the member's own view of the mirror.
+func (f *arbitrated) waitLocal(t *testing.T, name, desc string, cond func(mirror.Status) bool) mirror.Status {
+	t.Helper()
+	var got mirror.Status
+	f.c.WaitFor(t, name+": "+desc, 60*time.Second, func() (bool, error) {
+		st, err := local(f.c.Node(name))
+		if err != nil {
+			return false, err
+		}
+		got = st
+		b, _ := json.Marshal(st)
+		return cond(st), fmt.Errorf("status: %s", b)
+	})
+	return got
+}
+
+func (f *arbitrated) waitMode(t *testing.T, name, mode string) {
+	t.Helper()
+	f.waitLocal(t, name, "failover mode "+mode, func(st mirror.Status) bool {
+		return st.FailoverMode == mode && (st.Role != "backup" || row(st, name).Status == mirror.StatusBackup)
+	})
+}
+
+// waitPrimary waits until name is the primary of an epoch after `after` in its own view, serving.
+func (f *arbitrated) waitPrimary(t *testing.T, name string, after uint64) mirror.Status {
+	t.Helper()
+	return f.waitLocal(t, name, fmt.Sprintf("primary in an epoch after %d", after), func(st mirror.Status) bool {
+		return st.Role == "primary" && st.Epoch > after && row(st, name).Status == mirror.StatusPrimary
+	})
+}
+
+// waitOwnStatus waits until the member shows itself with status want.
+func (f *arbitrated) waitOwnStatus(t *testing.T, name, want string) mirror.Status {
+	t.Helper()
+	return f.waitLocal(t, name, "own status "+want, func(st mirror.Status) bool { return row(st, name).Status == want })
+}
+
+// setLoad writes distinct keys with Set only (idempotent, so the mirror-aware client re-sends across any failover) and
+// records every acknowledged one.
+type setLoad struct {
+	mu     sync.Mutex
+	acked  map[string]string
+	errs   []error
+	n      atomic.Int64
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	client *client.Client
+}
+
+func startSetLoad(t *testing.T, addrs []string, writers int) *setLoad {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.DialMirror(ctx, addrs, client.Options{Conns: 2, RetryTimeout: 60 * time.Second, DialTimeout: failoverQoS,
+		AttemptTimeout: 2 * failoverQoS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &setLoad{acked: map[string]string{}, stop: make(chan struct{}), client: c}
+	for w := range writers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for seq := 0; ; seq++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				ref, val := fmt.Sprintf(`^F(%d,%d)`, w, seq), fmt.Sprintf("w%d-%d", w, seq)
+				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+				err := c.Set(ctx, "APP", ref, []byte(val))
+				cancel()
+				l.mu.Lock()
+				if err != nil {
+					l.errs = append(l.errs, fmt.Errorf("%s: %w", ref, err))
+				} else {
+					l.acked[ref] = val
+				}
+				l.mu.Unlock()
+				if err != nil {
+					return
+				}
+				l.n.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *setLoad) waitAcks(t *testing.T, c *testcluster.Cluster, n int64) {
+	t.Helper()
+	target := l.n.Load() + n
+	c.WaitFor(t, fmt.Sprintf("%d more acknowledged writes", n), 90*time.Second, func() (bool, error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if len(l.errs) > 0 {
+			t.Fatalf("client error under load: %v", l.errs[0])
+		}
+		return l.n.Load() >= target, nil
+	})
+}
+
+func (l *setLoad) finish(t *testing.T) map[string]string {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	l.client.Close()
+	if len(l.errs) > 0 {
+		t.Fatalf("%d client errors, first: %v", len(l.errs), l.errs[0])
+	}
+	return l.acked
+}
+
+// unplannedFailover runs a fault on the primary A under load and checks that B takes over in a later epoch through the
+// arbiter, that A rejoins as B's backup once healed, and that no acknowledged write is lost.
+func unplannedFailover(t *testing.T, fault, heal func(f *arbitrated)) {
+	f := newArbitrated(t)
+	defer dumpLogs(t, f.c)
+	l := startSetLoad(t, []string{f.c.Node("A").Addr, f.c.Node("B").Addr}, 4)
+	l.waitAcks(t, f.c, 200)
+	fault(f)
+	st := f.waitPrimary(t, "B", 1)
+	if st.Failovers["arbiter"] != 1 {
+		t.Fatalf("B's failover counters %v, want one by the arbiter", st.Failovers)
+	}
+	l.waitAcks(t, f.c, 200) // writes go on at B
+	heal(f)
+	f.waitOwnStatus(t, "A", mirror.StatusBackup)
+	waitTransfer(t, f.c, "B", "A", mirror.TransferActive)
+	acked := l.finish(t)
+	waitConverged(t, f.c)
+	checkAcked(t, f.c.Node("A"), acked)
+	checkAcked(t, f.c.Node("B"), acked)
+}
+
+func TestPrimaryKilledBackupTakesOver(t *testing.T) {
+	unplannedFailover(t, func(f *arbitrated) { f.c.Node("A").Kill() }, func(f *arbitrated) { f.c.Node("A").Restart() })
+}
+
+func TestPrimaryHungBackupTakesOver(t *testing.T) {
+	unplannedFailover(t, func(f *arbitrated) { f.c.Node("A").Pause() }, func(f *arbitrated) { f.c.Node("A").Resume() })
+}
+
+func TestPrimaryIsolatedBackupTakesOver(t *testing.T) {
+	var trouble mirror.Status
+	unplannedFailover(t, func(f *arbitrated) {
+		f.c.Node("B").Link("A").Cut()
+		f.c.Node("A").ArbiterLink().Cut()
+		// Cut off from both, A cannot know whether B took over: it stays In Trouble and acknowledges nothing.
+		trouble = f.waitOwnStatus(t, "A", mirror.StatusInTrouble)
+		if e := rawSet(t, f.c.Node("A").Addr, "APP", `^Isolated(1)`); e == nil || e.Code != wire.CodeInTrouble {
+			t.Fatalf("a write on the isolated primary: %v, want In Trouble", e)
+		}
+	}, func(f *arbitrated) {
+		st, err := local(f.c.Node("A"))
+		if err != nil || row(st, "A").Status != mirror.StatusInTrouble {
+			t.Fatalf("isolated A before the links heal: %s (%v)", row(st, "A").Status, err)
+		}
+		f.c.Node("B").Link("A").Heal()
+		f.c.Node("A").ArbiterLink().Heal()
+	})
+	if !strings.Contains(trouble.Trouble, "lost") {
+		t.Fatalf("trouble reason %q", trouble.Trouble)
+	}
+}
+
+// TestFailoverMembersCutFromEachOther: both still see the arbiter, so the primary is In Trouble only until the arbiter
+// confirms the backup is no longer active, then continues; nobody takes over and the backup reconnects when healed.
+func TestFailoverMembersCutFromEachOther(t *testing.T) {
+	f := newArbitrated(t)
+	defer dumpLogs(t, f.c)
+	l := startSetLoad(t, []string{f.c.Node("A").Addr}, 4)
+	l.waitAcks(t, f.c, 100)
+	f.c.Node("B").Link("A").Cut()
+	f.waitLocal(t, "B", "backup no longer Active and not taking over", func(st mirror.Status) bool {
+		return st.Role == "backup" && strings.Contains(st.Takeover, "still reports to the arbiter")
+	})
+	l.waitAcks(t, f.c, 200) // A continues without its backup
+	st := f.waitLocal(t, "A", "continuing without the backup", func(st mirror.Status) bool {
+		return row(st, "A").Status == mirror.StatusPrimary && st.TroubleEpisodes == 1
+	})
+	if st.Epoch != 1 {
+		t.Fatalf("epoch %d after the members lost each other, want 1 (no takeover)", st.Epoch)
+	}
+	f.c.Node("B").Link("A").Heal()
+	waitTransfer(t, f.c, "A", "B", mirror.TransferActive)
+	f.waitMode(t, "A", mirror.ModeArbiter.String())
+	acked := l.finish(t)
+	waitConverged(t, f.c)
+	checkAcked(t, f.c.Node("B"), acked)
+}
+
+// TestBackupDownPrimaryContinues: with the arbiter, a primary that loses its backup continues once the arbiter confirms,
+// in Agent Controlled mode; the backup returns Active.
+func TestBackupDownPrimaryContinues(t *testing.T) {
+	f := newArbitrated(t)
+	defer dumpLogs(t, f.c)
+	l := startSetLoad(t, []string{f.c.Node("A").Addr}, 4)
+	l.waitAcks(t, f.c, 100)
+	f.c.Node("B").Kill()
+	l.waitAcks(t, f.c, 200)
+	f.waitLocal(t, "A", "Agent Controlled without the backup", func(st mirror.Status) bool {
+		return st.FailoverMode == mirror.ModeAgent.String() && st.Epoch == 1 && row(st, "A").Status == mirror.StatusPrimary
+	})
+	f.c.Node("B").Restart()
+	waitTransfer(t, f.c, "A", "B", mirror.TransferActive)
+	f.waitMode(t, "A", mirror.ModeArbiter.String())
+	acked := l.finish(t)
+	waitConverged(t, f.c)
+	checkAcked(t, f.c.Node("B"), acked)
+}
+
+// TestArbiterLostAndRestarted: losing the arbiter switches both members to Agent Controlled mode and changes nothing else;
+// a restarted arbiter brings Arbiter Controlled mode back and remembers its record.
+func TestArbiterLostAndRestarted(t *testing.T) {
+	f := newArbitrated(t)
+	defer dumpLogs(t, f.c)
+	l := startSetLoad(t, []string{f.c.Node("A").Addr, f.c.Node("B").Addr}, 4)
+	l.waitAcks(t, f.c, 100)
+	f.arb.Kill()
+	f.waitLocal(t, "A", "Agent Controlled, arbiter not connected", func(st mirror.Status) bool {
+		return st.FailoverMode == mirror.ModeAgent.String() && st.ArbiterConnection == mirror.ArbiterNone
+	})
+	f.waitMode(t, "B", mirror.ModeAgent.String())
+	l.waitAcks(t, f.c, 200)
+	f.arb.Restart()
+	f.waitMode(t, "A", mirror.ModeArbiter.String())
+	f.waitMode(t, "B", mirror.ModeArbiter.String())
+	st, _ := local(f.c.Node("A"))
+	if st.ArbiterConnection != mirror.ArbiterBoth || st.Epoch != 1 {
+		t.Fatalf("after the arbiter restarted: connection %q, epoch %d", st.ArbiterConnection, st.Epoch)
+	}
+	// The restarted arbiter still decides: the primary killed now is replaced.
+	f.c.Node("A").Kill()
+	f.waitPrimary(t, "B", 1)
+	l.waitAcks(t, f.c, 100)
+	acked := l.finish(t)
+	f.c.Node("A").Restart()
+	f.waitOwnStatus(t, "A", mirror.StatusBackup)
+	waitConverged(t, f.c)
+	checkAcked(t, f.c.Node("A"), acked)
+}
+
+// TestBackupAndArbiterLostTogether: the primary cannot tell whether the backup took over, so it is In Trouble for as long
+// as both are gone, and recovers when the backup returns.
+func TestBackupAndArbiterLostTogether(t *testing.T) {
+	f := newArbitrated(t)
+	defer dumpLogs(t, f.c)
+	f.arb.Kill()
+	f.c.Node("B").Kill()
+	f.waitOwnStatus(t, "A", mirror.StatusInTrouble)
+	// Still In Trouble well past 2 × QoS: no release without the arbiter in Arbiter Controlled mode.
+	deadline := time.Now().Add(4 * failoverQoS)
+	for time.Now().Before(deadline) {
+		st, err := local(f.c.Node("A"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := row(st, "A").Status; got != mirror.StatusInTrouble {
+			t.Fatalf("A is %q with its backup and the arbiter gone, want %q", got, mirror.StatusInTrouble)
+		}
+		if e := rawSet(t, f.c.Node("A").Addr, "APP", `^T(1)`); e == nil || e.Code != wire.CodeInTrouble {
+			t.Fatalf("write while In Trouble: %v", e)
+		}
+		time.Sleep(failoverQoS / 4)
+	}
+	resp, err := httpGetStatus(f.c.Node("A").AdminAddr + "/mirror/health")
+	if err != nil || resp != 503 {
+		t.Fatalf("health of a primary In Trouble: %d %v, want 503", resp, err)
+	}
+	f.c.Node("B").Restart()
+	f.waitOwnStatus(t, "A", mirror.StatusPrimary)
+	if e := rawSet(t, f.c.Node("A").Addr, "APP", `^T(2)`); e != nil {
+		t.Fatalf("write after the backup returned: %v", e)
+	}
+	f.arb.Restart()
+	f.waitMode(t, "A", mirror.ModeArbiter.String())
+}
+
+// TestDivergentTailRolledBack: a write the isolated primary journaled but could not acknowledge is rolled back when it
+// rejoins after the takeover, and the rollback file lists exactly it.
+func TestDivergentTailRolledBack(t *testing.T) {
+	f := newArbitrated(t)
+	defer dumpLogs(t, f.c)
+	a := f.c.Node("A")
+	if e := rawSet(t, a.Addr, "APP", `^Kept(1)`); e != nil {
+		t.Fatal(e)
+	}
+	// Silently dropped traffic: A notices only after the QoS timeout, so the write reaches its journal first; it is never
+	// acknowledged.
+	f.c.Node("B").Link("A").BlackHole()
+	a.ArbiterLink().BlackHole()
+	done := make(chan *wire.Error, 1)
+	go func() { done <- rawOpTimeout(a.Addr, "APP", `^Lost(1)`, "unacknowledged", 60*time.Second) }()
+	f.waitPrimary(t, "B", 1)
+	if e := rawSet(t, f.c.Node("B").Addr, "APP", `^After(1)`); e != nil {
+		t.Fatal(e)
+	}
+	f.c.Node("B").Link("A").Heal()
+	a.ArbiterLink().Heal()
+	if e := <-done; e == nil || e.Code != wire.CodeOutcomeUnknown {
+		t.Fatalf("the write on the deposed primary: %v, want an unknown outcome", e)
+	}
+	f.waitOwnStatus(t, "A", mirror.StatusBackup)
+	waitConverged(t, f.c)
+	files, _ := filepath.Glob(filepath.Join(a.DataDir, "mirrors", "MIR", "rollback", "*.jsonl"))
+	if len(files) != 1 {
+		t.Fatalf("rollback files %v, want one", files)
+	}
+	recs := readRollback(t, files[0])
+	if len(recs) != 1 || recs[0].Key != `^Lost(1)` || recs[0].Database != "APP" || recs[0].RolledBack == nil || *recs[0].RolledBack != "unacknowledged" || recs[0].Restored != nil {
+		t.Fatalf("rollback file %s: %+v, want exactly the unacknowledged set of ^Lost(1)", files[0], recs)
+	}
+	cl := f.c.Node("B").Client(t, 1)
+	if _, ok, err := cl.Get(context.Background(), "APP", `^Lost(1)`); err != nil || ok {
+		t.Fatalf("^Lost(1) on the new primary: %v %v", ok, err)
+	}
+	for _, ref := range []string{`^Kept(1)`, `^After(1)`} {
+		if _, ok, err := cl.Get(context.Background(), "APP", ref); err != nil || !ok {
+			t.Fatalf("%s on the new primary: %v %v", ref, ok, err)
+		}
+	}
+}
+
+func readRollback(t *testing.T, path string) []mirror.RollbackRecord {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var out []mirror.RollbackRecord
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		var r mirror.RollbackRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// rawOpTimeout sends one Set over the bare protocol (no redirect is followed) and returns the refusal (nil when
+// acknowledged).
+func rawOpTimeout(addr, db, ref, value string, timeout time.Duration) *wire.Error {
+	fail := func(err error) *wire.Error { return &wire.Error{Code: wire.CodeInternal, Message: err.Error()} }
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	nc, err := wire.Dial(ctx, addr, nil)
+	if err != nil {
+		return fail(err)
+	}
+	conn := wire.NewConn(nc, wire.DefaultMaxFrame)
+	defer conn.Close()
+	if _, err := wire.ClientHandshake(ctx, conn, wire.Hello{Purpose: wire.PurposeClient, Name: "raw"}); err != nil {
+		return fail(err)
+	}
+	key, err := globals.Encode(globals.MustParse(ref))
+	if err != nil {
+		return fail(err)
+	}
+	req := wire.Request{DB: db, Ops: []wire.Op{{Kind: wire.OpSet, Key: key, Value: []byte(value)}}}
+	if err := conn.WriteFrame(wire.Frame{Kind: wire.KindRequest, ReqID: 1, Payload: wire.EncodeRequest(nil, &req)}); err != nil {
+		return fail(err)
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+	f, err := conn.ReadFrame()
+	if err != nil {
+		return fail(err)
+	}
+	resp, err := wire.DecodeResponse(f.Payload)
+	if err != nil {
+		return fail(err)
+	}
+	return resp.Err
+}
+
+// httpGetStatus GETs http://addrPath and returns the HTTP status.
+func httpGetStatus(addrPath string) (int, error) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + addrPath)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
