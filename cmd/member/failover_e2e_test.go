@@ -455,3 +455,43 @@ func httpGetStatus(addrPath string) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+// TestForcePrimary: without an arbiter or agents nothing takes over by itself; an operator forces the backup, which says it
+// was the Active backup and where its journal ended; the old primary, restarted, finds the backup primary and rejoins.
+func TestForcePrimary(t *testing.T) {
+	c := testcluster.New(t)
+	c.Add("A")
+	c.Add("B")
+	defer dumpLogs(t, c)
+	newMirror(t, c, []member{{"A", ""}, {"B", "failover"}}, "--qos", failoverQoS.String())
+	waitTransfer(t, c, "A", "B", mirror.TransferActive)
+	f := &arbitrated{c: c}
+	if r := c.Node("B").CLI(t, "mirror", "force-primary", "MIR"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "receives the journal from the primary A") {
+		t.Fatalf("force-primary while A runs: exit %d, %s", r.ExitCode, r.Stderr)
+	}
+	if e := rawSet(t, c.Node("A").Addr, "APP", `^Before(1)`); e != nil {
+		t.Fatal(e)
+	}
+	c.Node("A").Kill()
+	st := f.waitLocal(t, "B", "no takeover without an arbiter or agent", func(st mirror.Status) bool {
+		return st.Role == "backup" && strings.Contains(st.Takeover, "no agent")
+	})
+	if st.Epoch != 1 {
+		t.Fatalf("epoch %d", st.Epoch)
+	}
+	out := mustNode(t, c.Node("B"), "mirror", "force-primary", "MIR")
+	if !strings.Contains(out, "is primary in epoch 2") || !strings.Contains(out, "was the Active backup") || !strings.Contains(out, "journal ended at 1:") {
+		t.Fatalf("force-primary said:\n%s", out)
+	}
+	f.waitPrimary(t, "B", 1)
+	if e := rawSet(t, c.Node("B").Addr, "APP", `^After(1)`); e != nil {
+		t.Fatal(e)
+	}
+	c.Node("A").Restart()
+	f.waitOwnStatus(t, "A", mirror.StatusBackup)
+	st, _ = local(c.Node("B"))
+	if st.Failovers["forced"] != 1 {
+		t.Fatalf("B's failover counters %v", st.Failovers)
+	}
+	waitConverged(t, c)
+}

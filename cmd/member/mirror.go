@@ -12,20 +12,21 @@ import (
 )
 
 type mirrorCmd struct {
-	Create       mirrorCreateCmd `cmd:"" help:"Create a mirror with this member as its first failover member (primary in epoch 1)."`
-	Join         mirrorJoinCmd   `cmd:"" help:"Join this member to a mirror as failover, dr, reporting-ro or reporting-rw."`
-	Failover     mirrorNameCmd   `cmd:"" help:"Planned failover: hand the primary role to the Active backup."`
-	NoFailover   mirrorFlagCmd   `cmd:"" name:"no-failover" help:"Set (or --clear) the no-failover flag on the primary."`
-	Pause        mirrorDBCmd     `cmd:"" help:"Pause dejournaling of one database (--db) or of the whole mirror."`
-	Resume       mirrorDBCmd     `cmd:"" help:"Resume dejournaling of one database (--db) or of the whole mirror."`
-	Stop         mirrorNameCmd   `cmd:"" help:"Stop mirroring on this backup or async (persists across restarts)."`
-	Start        mirrorNameCmd   `cmd:"" help:"Start mirroring again on this backup or async."`
-	Promote      mirrorNameCmd   `cmd:"" help:"Promote this DR async to failover member (the current backup becomes a DR async)."`
-	Demote       mirrorNameCmd   `cmd:"" help:"Demote this backup to DR async."`
-	RemoveMember mirrorNameCmd   `cmd:"" name:"remove-member" help:"Take this member out of the mirror; its mirrored databases become local databases."`
-	Remove       mirrorNameCmd   `cmd:"" help:"Remove the whole mirror, run on its primary: asyncs first, then the backup, then the primary."`
-	Pending      mirrorNameCmd   `cmd:"" help:"List members waiting for certificate authorization (on the primary of a TLS mirror)."`
-	Authorize    mirrorAuthCmd   `cmd:"" help:"Authorize a member's certificate DN (on the primary of a TLS mirror)."`
+	Create       mirrorCreateCmd  `cmd:"" help:"Create a mirror with this member as its first failover member (primary in epoch 1)."`
+	Join         mirrorJoinCmd    `cmd:"" help:"Join this member to a mirror as failover, dr, reporting-ro or reporting-rw."`
+	Failover     mirrorNameCmd    `cmd:"" help:"Planned failover: hand the primary role to the Active backup."`
+	NoFailover   mirrorFlagCmd    `cmd:"" name:"no-failover" help:"Set (or --clear) the no-failover flag on the primary."`
+	Pause        mirrorDBCmd      `cmd:"" help:"Pause dejournaling of one database (--db) or of the whole mirror."`
+	Resume       mirrorDBCmd      `cmd:"" help:"Resume dejournaling of one database (--db) or of the whole mirror."`
+	Stop         mirrorNameCmd    `cmd:"" help:"Stop mirroring on this backup or async (persists across restarts)."`
+	Start        mirrorNameCmd    `cmd:"" help:"Start mirroring again on this backup or async."`
+	Promote      mirrorPromoteCmd `cmd:"" help:"Promote this DR async to failover member (the current backup becomes a DR async); with --no-primary, make it primary after a disaster."`
+	ForcePrimary mirrorNameCmd    `cmd:"" name:"force-primary" help:"After a disaster, make this failover member primary: refused while another member is known to be primary."`
+	Demote       mirrorNameCmd    `cmd:"" help:"Demote this backup to DR async."`
+	RemoveMember mirrorNameCmd    `cmd:"" name:"remove-member" help:"Take this member out of the mirror; its mirrored databases become local databases."`
+	Remove       mirrorNameCmd    `cmd:"" help:"Remove the whole mirror, run on its primary: asyncs first, then the backup, then the primary."`
+	Pending      mirrorNameCmd    `cmd:"" help:"List members waiting for certificate authorization (on the primary of a TLS mirror)."`
+	Authorize    mirrorAuthCmd    `cmd:"" help:"Authorize a member's certificate DN (on the primary of a TLS mirror)."`
 }
 
 // mirrorCall posts body to the member's /api/v1/mirrors/NAME/action (or /api/v1/mirrors/action without a name) and prints
@@ -107,7 +108,9 @@ func (c *mirrorNameCmd) Run(kctx *kong.Context) error {
 		return c.mirrorCall(c.Name, "mirroring", server.MirrorActionRequest{On: verb == "start"}, func(st mirror.Status) {
 			fmt.Printf("mirror %s: mirroring %s on %s\n", st.Mirror, map[string]string{"stop": "stopped", "start": "started"}[verb], st.Member)
 		})
-	case "promote", "demote":
+	case "force-primary":
+		return c.takeover(c.Name, "force-primary", nil)
+	case "demote":
 		return c.mirrorCall(c.Name, verb, struct{}{}, func(st mirror.Status) {
 			fmt.Printf("mirror %s: %s is now a %s member\n", st.Mirror, st.Member, row(st, st.Member).Type)
 		})
@@ -202,4 +205,51 @@ func (c *mirrorDBCmd) Run(kctx *kong.Context) error {
 	return c.mirrorCall(c.Name, "dejournal", server.MirrorActionRequest{On: resume, DB: c.DB}, func(st mirror.Status) {
 		fmt.Printf("mirror %s: dejournaling of %s %s on %s\n", st.Mirror, what, map[bool]string{true: "resumed", false: "paused"}[resume], st.Member)
 	})
+}
+
+type mirrorPromoteCmd struct {
+	remote
+	Name      string `arg:"" help:"Mirror name."`
+	NoPrimary bool   `name:"no-primary" help:"No primary runs: make this DR async primary with the newest journal it can get from the old failover members' agents (or, failing them, the other asyncs' agents). Data may be lost."`
+}
+
+func (c *mirrorPromoteCmd) Run() error {
+	if c.NoPrimary {
+		return c.takeover(c.Name, "promote", server.PromoteRequest{NoPrimary: true})
+	}
+	return c.mirrorCall(c.Name, "promote", server.PromoteRequest{}, func(st mirror.Status) {
+		fmt.Printf("mirror %s: %s is now a %s member\n", st.Mirror, st.Member, row(st, st.Member).Type)
+	})
+}
+
+// takeover runs an operator's takeover (force-primary, promote --no-primary) and prints its report.
+func (r *remote) takeover(name, action string, body any) error {
+	canon, err := mirror.CanonicalMirrorName(name)
+	if err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := r.context()
+	defer cancel()
+	var rep mirror.TakeoverReport
+	if err := r.admin(ctx, http.MethodPost, "/api/v1/mirrors/"+canon+"/"+action, body, &rep); err != nil {
+		return err
+	}
+	if r.JSON {
+		return printJSON(rep)
+	}
+	active := "was not the Active backup"
+	if rep.WasActiveBackup {
+		active = "was the Active backup"
+	}
+	fmt.Printf("mirror %s: member %s is primary in epoch %d; it %s; its journal ended at %s, now at %s\n", canon, rep.Member, rep.Epoch, active, rep.LastPosition, rep.NewEnd)
+	if len(rep.Fetched) > 0 {
+		fmt.Printf("journal fetched from: %s\n", strings.Join(rep.Fetched, ", "))
+	}
+	if len(rep.NotValidated) > 0 {
+		fmt.Printf("not validated (must not start as primary; rejoin as DR or rebuild): %s\n", strings.Join(rep.NotValidated, ", "))
+	}
+	for _, w := range rep.Warnings {
+		fmt.Printf("warning: %s\n", w)
+	}
+	return nil
 }

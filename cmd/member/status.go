@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -79,10 +80,25 @@ func printMonitor(m mirror.Status, dbs bool) {
 	}
 	tw.Flush()
 	fmt.Printf("arbiter: %s; failover mode: %s", m.Arbiter, m.FailoverMode)
+	if m.ArbiterConnection != "" && m.ArbiterAddr != "" {
+		fmt.Printf(" (%s)", strings.ToLower(m.ArbiterConnection[:1])+m.ArbiterConnection[1:])
+	}
 	if m.NoFailover {
 		fmt.Print("; no-failover set")
 	}
 	fmt.Println()
+	if m.Trouble != "" {
+		fmt.Printf("%s: %s\n", m.Member, m.Trouble)
+	}
+	if m.Takeover != "" {
+		fmt.Printf("%s lost the primary and does not take over: %s\n", m.Member, m.Takeover)
+	}
+	if len(m.NotValidated) > 0 {
+		fmt.Printf("not validated (must not become primary): %s\n", strings.Join(m.NotValidated, ", "))
+	}
+	if n := m.Failovers; len(n) > 0 || m.TroubleEpisodes > 0 {
+		fmt.Printf("%s became primary %d times by failover (%s); In Trouble %d times\n", m.Member, sumCounts(n), countsText(n), m.TroubleEpisodes)
+	}
 	if m.WireBytes > 0 {
 		fmt.Printf("journal data: %s on the wire, %s uncompressed (ratio %.2f)", bytesText(m.WireBytes), bytesText(m.JournalBytes), m.Ratio)
 		if m.Role != "primary" {
@@ -135,4 +151,26 @@ func (c *versionCmd) Run() error {
 
 func printJSONLine(v any) error {
 	return json.NewEncoder(os.Stdout).Encode(v)
+}
+
+func sumCounts(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// countsText prints counters as "arbiter 2, planned 1", sorted by name.
+func countsText(m map[string]uint64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -475,6 +475,41 @@ func (mir *Mirror) resolveWaiting(ctx context.Context, epoch uint64, qos time.Du
 		return
 	}
 	var whys []string
+	// The backup's own view, through its admin API.
+	pctx, cancel := context.WithTimeout(ctx, max(qos/2, 500*time.Millisecond))
+	var sts []Status
+	err := mir.mgr.GetJSON(pctx, backupCfg.AdminAddr, "/api/v1/mirror/local", &sts)
+	cancel()
+	if err == nil {
+		for _, st := range sts {
+			if st.Mirror != mir.name {
+				continue
+			}
+			if st.Role == RolePrimary.String() && st.Epoch > epoch {
+				mir.depose(st.Epoch, backupCfg.Name, fmt.Sprintf("%s answers as primary in epoch %d", backupCfg.Name, st.Epoch))
+				return
+			}
+			if st.Role != RolePrimary.String() && st.Epoch <= epoch && arbAddr == "" {
+				// Not primary, and without an arbiter it cannot take over without forcing this member down through its
+				// agent first. (With an arbiter it might still hold an arbiter grant in flight from before this member's
+				// restart: then only the arbiter, or the backup streaming from this member, confirms.)
+				done(fmt.Sprintf("the backup %s answers as %s in epoch %d", backupCfg.Name, st.Role, st.Epoch))
+				return
+			}
+			whys = append(whys, fmt.Sprintf("the backup %s answers as %s in epoch %d", backupCfg.Name, st.Role, st.Epoch))
+		}
+	} else {
+		mir.mu.Lock()
+		automatic := mir.automaticLocked()
+		mir.mu.Unlock()
+		if !automatic {
+			// Without an arbiter or agents the backup never takes over by itself; only an operator's force could have
+			// made it primary, and then it would answer.
+			done("no automatic failover is configured and the backup does not answer")
+			return
+		}
+		whys = append(whys, fmt.Sprintf("the backup %s does not answer: %v", backupCfg.Name, err))
+	}
 	if arbFresh {
 		d, err := mir.arbiterDecide(ctx, arbAddr, qos, func(c *arbiter.Client, ctx context.Context) (arbiter.Decision, error) {
 			return c.Continue(ctx, arbiter.ContinueRequest{Mirror: mir.name, Member: self, Epoch: epoch})

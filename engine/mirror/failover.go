@@ -180,6 +180,11 @@ func (mir *Mirror) takeOver(ctx context.Context, c *wire.Conn, h wire.Handoff) e
 // primary and switches the role, so the databases become writable. The returned restart stops the backup role's goroutines
 // (dejournaling, the receiver that may be the caller) and starts the primary's.
 func (mir *Mirror) becomePrimary(known uint64) (uint64, func(), error) {
+	return mir.becomePrimaryWith(known, nil)
+}
+
+// becomePrimaryWith is becomePrimary that also applies edit to the configuration in the same save.
+func (mir *Mirror) becomePrimaryWith(known uint64, edit func(*Config)) (uint64, func(), error) {
 	mir.mu.Lock()
 	newEpoch := max(known, mir.st.Config.Epoch) + 1
 	mir.mu.Unlock()
@@ -190,6 +195,9 @@ func (mir *Mirror) becomePrimary(known uint64) (uint64, func(), error) {
 	mir.mu.Lock()
 	st := mir.st
 	st.Config = st.Config.clone()
+	if edit != nil {
+		edit(&st.Config)
+	}
 	st.Config.Epoch = newEpoch
 	st.Config.Primary = mir.mgr.opts.Self
 	st.Config.addEpoch(EpochStart{Epoch: newEpoch, Primary: mir.mgr.opts.Self, Start: start})

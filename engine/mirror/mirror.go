@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -72,6 +73,13 @@ type Mirror struct {
 
 func (mir *Mirror) roleFromConfig() Role {
 	cfg := &mir.st.Config
+	if slices.Contains(cfg.NotValidated, mir.mgr.opts.Self) {
+		// A promotion without this member could not reach it: it must not start as primary (MIRRORING.md §7).
+		if _, ok := cfg.Member(mir.mgr.opts.Self); ok {
+			return RoleAsync
+		}
+		return RoleNone
+	}
 	if cfg.Primary == mir.mgr.opts.Self {
 		return RolePrimary
 	}
@@ -275,8 +283,10 @@ func (mir *Mirror) startLocked() {
 	switch mir.role {
 	case RolePrimary:
 		mir.updateOwnDNLocked()
-		// A primary that restarts while a backup could have taken over waits until it knows none did.
-		mir.fo.waiting = !fresh && mir.automaticLocked()
+		// A primary that restarts waits until it knows its backup did not become primary meanwhile (automatically, or by an
+		// operator's force).
+		_, hasBackup := mir.st.Config.backup()
+		mir.fo.waiting = !fresh && hasBackup
 		if mir.fo.waiting {
 			mir.fo.waitWhy = "looking for the backup and the arbiter"
 		}

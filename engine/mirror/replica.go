@@ -94,6 +94,12 @@ func (mir *Mirror) primaryCandidates(redirect string) []string {
 			out = append(out, mir.mgr.peerAddr(m))
 		}
 	}
+	// Last, the asyncs: a DR async may have been promoted while this member was away; the others redirect.
+	for _, m := range cfg.Members {
+		if m.Type != Failover && m.Name != cfg.Primary && m.Name != mir.mgr.opts.Self {
+			out = append(out, mir.mgr.peerAddr(m))
+		}
+	}
 	return out
 }
 

@@ -24,6 +24,13 @@ type CreateMirrorRequest struct {
 	Arbiter             string `json:"arbiter,omitempty"`
 }
 
+// PromoteRequest is the body of POST /api/v1/mirrors/{name}/promote.
+type PromoteRequest struct {
+	// NoPrimary promotes this DR async to primary although no primary runs (MIRRORING.md §7); it answers a
+	// mirror.TakeoverReport instead of the mirror status.
+	NoPrimary bool `json:"no_primary,omitempty"`
+}
+
 // JoinMirrorRequest is the body of POST /api/v1/mirrors/join.
 type JoinMirrorRequest struct {
 	Mirror  string `json:"mirror"`
@@ -119,9 +126,16 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 	mirrorPost(s, mux, "failover", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
 		return status(mir, mir.Failover(r.Context()))
 	})
-	// promote and demote run on the member whose type changes; it asks the primary.
-	mirrorPost(s, mux, "promote", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
+	// promote and demote run on the member whose type changes; it asks the primary. Promoting with no_primary is the
+	// disaster path: no primary runs, and this DR async becomes primary with the newest journal it can gather.
+	mirrorPost(s, mux, "promote", func(r *http.Request, mir *mirror.Mirror, req PromoteRequest) (any, error) {
+		if req.NoPrimary {
+			return mir.PromoteWithoutPrimary(r.Context())
+		}
 		return status(mir, mir.RequestType(r.Context(), mirror.Failover))
+	})
+	mirrorPost(s, mux, "force-primary", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
+		return mir.ForcePrimary(r.Context())
 	})
 	mirrorPost(s, mux, "demote", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
 		return status(mir, mir.RequestType(r.Context(), mirror.DR))
