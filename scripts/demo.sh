@@ -81,16 +81,19 @@ run "$member" journal check "$work/data"
 run "$member" journal dump "$work/data" --limit 5
 
 # ---------------------------------------------------------------------------------------------------------------------------
-# Part two: a three-member mirror on loopback — primary, backup and DR async — and a planned failover under the CLI.
+# Part two: a three-member mirror on loopback — primary, backup and DR async — with an arbiter; a planned failover under the
+# CLI, then an unplanned one: the primary is killed, the backup takes over through the arbiter, the old primary rejoins.
 pids=()
+declare -A pid_of
 cleanup_mirror() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
 trap 'cleanup_mirror; cleanup' EXIT
 
 start_mirror_member() { # name ip
   local name=$1 ip=$2
   "$member" run --name "$name" --data-dir "$work/$name" --listen "$ip:$MPORT" --admin-listen "$ip:$APORT" --log-format json \
-    >>"$work/$name.log" 2>&1 &
+    --arbiter-token demo-arbiter >>"$work/$name.log" 2>&1 &
   pids+=($!)
+  pid_of[$name]=$!
   for _ in $(seq 1 300); do
     "$member" status --member "$ip:$MPORT" --timeout 1s >/dev/null 2>&1 && return 0
     sleep 0.1
@@ -98,15 +101,17 @@ start_mirror_member() { # name ip
   echo "member $name did not start"; tail -20 "$work/$name.log"; exit 1
 }
 MPORT=$(free_port); APORT=$(free_port)
-A="127.0.0.11:$MPORT"; B="127.0.0.12:$MPORT"; C="127.0.0.13:$MPORT"
+A="127.0.0.11:$MPORT"; B="127.0.0.12:$MPORT"; C="127.0.0.13:$MPORT"; ARB="127.0.0.10:$MPORT"
 
-step "start three members: A on $A, B on $B, C on $C"
+step "start an arbiter on $ARB and three members: A on $A, B on $B, C on $C"
+"$member" arbiter --listen "$ARB" --data-dir "$work/arbiter" --token demo-arbiter --log-format json >>"$work/arbiter.log" 2>&1 &
+pids+=($!)
 start_mirror_member A 127.0.0.11
 start_mirror_member B 127.0.0.12
 start_mirror_member C 127.0.0.13
 
-step "create mirror DEMO on A, join B as failover member (backup) and C as DR async"
-run "$member" mirror create DEMO --member "$A" --qos 2s
+step "create mirror DEMO on A with the arbiter, join B as failover member (backup) and C as DR async"
+run "$member" mirror create DEMO --member "$A" --qos 2s --arbiter "$ARB"
 run "$member" mirror join DEMO --member "$B" --primary "$A" --as failover
 run "$member" mirror join DEMO --member "$C" --primary "$A" --as dr
 
@@ -136,6 +141,31 @@ run "$member" status --member "$B"
 
 echo "(the same Mirror Monitor is a web page on every member's admin port, e.g. http://127.0.0.12:$APORT/)"
 
+wait_json() { # ADDR PATTERN: until `member status --json` on ADDR matches PATTERN
+  for _ in $(seq 1 300); do
+    "$member" status --member "$1" --json 2>/dev/null | grep -q "$2" && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $2 on $1"; "$member" status --member "$1" || true; exit 1
+}
+
+step "unplanned failover: kill -9 the primary B; A takes over through the arbiter after the QoS timeout"
+wait_json "$B" '"failover_mode": "Arbiter Controlled"'
+run "$member" status --member "$B"
+run kill -9 "${pid_of[B]}"
+wait "${pid_of[B]}" 2>/dev/null || true
+started=$(date +%s%N)
+until "$member" kv incr --member "$A" --member "$B" --db SHOP '^Orders' >/dev/null 2>&1; do sleep 0.05; done
+echo "(a write succeeded on the new primary $(( ($(date +%s%N) - started) / 1000000 )) ms after the kill)"
+run "$member" status --member "$A"
+
+step "restart B: it finds A primary in a later epoch and rejoins as its backup"
+"$member" run --name B --data-dir "$work/B" --listen "$B" --admin-listen "127.0.0.12:$APORT" --log-format json \
+  --arbiter-token demo-arbiter >>"$work/B.log" 2>&1 &
+pids+=($!)
+wait_json "$A" '"journal_transfer": "Active"'
+run "$member" status --member "$A"
+
 step "all three copies are identical"
 run "$member" db hash SHOP --member "$A"
 run "$member" db hash SHOP --member "$B"
@@ -150,7 +180,7 @@ for m in "$B" "$C"; do
 done
 
 step "shut the mirror down"
-for p in "${pids[@]}"; do kill -TERM "$p"; done
+for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for p in "${pids[@]}"; do wait "$p" || true; done
 pids=()
 echo

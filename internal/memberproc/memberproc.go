@@ -171,10 +171,29 @@ func (m *Member) start() error {
 
 // waitReady polls the data port until a handshake succeeds or the process exits.
 func (m *Member) waitReady(exited chan struct{}) error {
-	deadline := time.Now().Add(60 * time.Second)
+	err := WaitServing(m.Addr, m.cfg.ClientTLS, exited)
+	if errors.Is(err, ErrExitedFirst) {
+		return fmt.Errorf("member exited during start-up (%v):\n%s", m.ExitErr(), m.LogTail(40))
+	}
+	if err != nil {
+		return fmt.Errorf("member %w\n%s", err, m.LogTail(40))
+	}
+	return nil
+}
+
+// ErrExitedFirst is returned by WaitServing when the process it waits on exits before its data port serves.
+var ErrExitedFirst = errors.New("process exited before serving")
+
+// serveTimeout is how long WaitServing waits for a data port to serve.
+const serveTimeout = 60 * time.Second
+
+// WaitServing polls the member data port addr until a client handshake (over tlsConf when it is set) succeeds. It gives
+// up with ErrExitedFirst as soon as exited is closed (the process that should serve is gone), or after 60 seconds.
+func WaitServing(addr string, tlsConf *tls.Config, exited <-chan struct{}) error {
+	deadline := time.Now().Add(serveTimeout)
 	for backoff := 5 * time.Millisecond; ; backoff = min(backoff*2, 200*time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c, err := client.Dial(ctx, m.Addr, client.Options{Conns: 1, Name: "memberproc", TLS: m.cfg.ClientTLS})
+		c, err := client.Dial(ctx, addr, client.Options{Conns: 1, Name: "memberproc", TLS: tlsConf})
 		cancel()
 		if err == nil {
 			c.Close()
@@ -182,11 +201,11 @@ func (m *Member) waitReady(exited chan struct{}) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("member exited during start-up (%v):\n%s", m.ExitErr(), m.LogTail(40))
+			return ErrExitedFirst
 		case <-time.After(backoff):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("member not serving on %s after 60s: %v\n%s", m.Addr, err, m.LogTail(40))
+			return fmt.Errorf("not serving on %s after %s: %w", addr, serveTimeout, err)
 		}
 	}
 }
@@ -265,9 +284,17 @@ func (m *Member) Stop() {
 }
 
 // LogTail returns the last n lines of the member's log.
-func (m *Member) LogTail(n int) string {
-	data, _ := os.ReadFile(m.LogPath)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+func (m *Member) LogTail(n int) string { return TailFile(m.LogPath, n) }
+
+// TailFile returns the last n lines of the file at path (empty if it cannot be read, e.g. before a process created it).
+func TailFile(path string, n int) string {
+	data, _ := os.ReadFile(path)
+	return Tail(string(data), n)
+}
+
+// Tail returns the last n lines of text.
+func Tail(text string, n int) string {
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
@@ -277,11 +304,18 @@ func (m *Member) LogTail(n int) string {
 // Client dials the member's data port; the client is closed at cleanup.
 func (m *Member) Client(tb testing.TB, conns int) *client.Client {
 	tb.Helper()
+	return Dial(tb, m.cfg.Name, m.Addr, m.cfg.ClientTLS, conns)
+}
+
+// Dial dials the data port addr of the member called name (over tlsConf when it is set) with conns connections; the
+// client is closed at cleanup.
+func Dial(tb testing.TB, name, addr string, tlsConf *tls.Config, conns int) *client.Client {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, m.Addr, client.Options{Conns: conns, Name: tb.Name(), TLS: m.cfg.ClientTLS})
+	c, err := client.Dial(ctx, addr, client.Options{Conns: conns, Name: tb.Name(), TLS: tlsConf})
 	if err != nil {
-		tb.Fatalf("dial member %s: %v", m.cfg.Name, err)
+		tb.Fatalf("dial member %s: %v", name, err)
 	}
 	tb.Cleanup(func() { c.Close() })
 	return c

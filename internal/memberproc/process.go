@@ -103,6 +103,12 @@ func (p *Process) Kill(tb testing.TB) {
 	p.cmd.Wait()
 }
 
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has ended (its log has reached its end).
+func (p *Process) Done() <-chan struct{} { return p.eof }
+
 // Exited reports whether the process has ended.
 func (p *Process) Exited() bool {
 	select {

@@ -94,7 +94,7 @@ func (c *Cluster) LinkArbiter(from string) *faultproxy.Proxy {
 	if src.arbiterLink != nil {
 		return src.arbiterLink
 	}
-	if src.member != nil {
+	if src.startedLocked() {
 		c.tb.Fatalf("testcluster: link %s to the arbiter: member %s has already started", from, from)
 	}
 	p, err := faultproxy.New(net.JoinHostPort(fmt.Sprintf("%s%d", proxyNet, src.host), "0"), a.Addr)

@@ -98,6 +98,7 @@ type memberConfig struct {
 	TLS      *wire.TLSFiles `toml:"tls,omitempty"`
 	Failover struct {
 		ArbiterToken string `toml:"arbiter_token"`
+		AgentToken   string `toml:"agent_token"`
 	} `toml:"failover"`
 }
 
@@ -108,19 +109,26 @@ func writeConfig(tb testing.TB, n *Node) string {
 	cfg := memberConfig{Name: n.Name, DataDir: n.DataDir, Listen: n.Addr, AdminListen: n.AdminAddr}
 	cfg.Log.Format = "json"
 	cfg.Failover.ArbiterToken = ArbiterToken
+	cfg.Failover.AgentToken = AgentToken
 	if n.TLS.Enabled() {
 		cfg.TLS = &n.TLS
 	}
 	path := filepath.Join(tb.TempDir(), n.Name+".toml")
+	writeTOML(tb, path, cfg)
+	return path
+}
+
+// writeTOML writes v as TOML to the file at path, replacing it.
+func writeTOML(tb testing.TB, path string, v any) {
+	tb.Helper()
 	f, err := os.Create(path)
 	if err != nil {
-		tb.Fatalf("testcluster: config for member %s: %v", n.Name, err)
+		tb.Fatalf("testcluster: create config %s: %v", path, err)
 	}
 	defer f.Close()
-	if err := toml.NewEncoder(f).Encode(cfg); err != nil {
+	if err := toml.NewEncoder(f).Encode(v); err != nil {
 		tb.Fatalf("testcluster: write config %s: %v", path, err)
 	}
-	return path
 }
 
 // Node returns the declared member called name.
@@ -152,16 +160,23 @@ func (c *Cluster) Link(from, to string) *faultproxy.Proxy {
 	if p, ok := src.links[to]; ok {
 		return p
 	}
-	if src.member != nil {
+	if src.startedLocked() {
 		c.tb.Fatalf("testcluster: link %s to %s: member %s has already started", from, to, from)
 	}
-	p, err := faultproxy.New(net.JoinHostPort(fmt.Sprintf("%s%d", proxyNet, src.host), "0"), dst.Addr)
-	if err != nil {
-		c.tb.Fatalf("testcluster: link %s to %s: %v", from, to, err)
-	}
-	c.tb.Cleanup(func() { p.Close() })
+	p := c.newProxy(src, dst.Addr, "link "+from+" to "+to)
 	src.links[to] = p
 	src.peers = append(src.peers, "--peer", to+"="+p.Addr())
+	return p
+}
+
+// newProxy starts a fault proxy, closed at cleanup, on the way from member src to target; what names the link in errors.
+func (c *Cluster) newProxy(src *Node, target, what string) *faultproxy.Proxy {
+	c.tb.Helper()
+	p, err := faultproxy.New(net.JoinHostPort(fmt.Sprintf("%s%d", proxyNet, src.host), "0"), target)
+	if err != nil {
+		c.tb.Fatalf("testcluster: %s: %v", what, err)
+	}
+	c.tb.Cleanup(func() { p.Close() })
 	return p
 }
 
@@ -172,7 +187,7 @@ func (c *Cluster) Start(names ...string) {
 	var nodes []*Node
 	if len(names) == 0 {
 		for _, n := range c.Nodes() {
-			if n.Member() == nil {
+			if !n.isStarted() {
 				nodes = append(nodes, n)
 			}
 		}
@@ -207,14 +222,18 @@ func (c *Cluster) WaitFor(tb testing.TB, desc string, timeout time.Duration, con
 	}
 }
 
-// Logs returns the last lines of every started member's log, each under a heading naming the member.
+// Logs returns the last lines of every started member's log, each under a heading naming the member, and of the log of
+// the agent supervising it, if any.
 func (c *Cluster) Logs(lines int) string {
 	var b strings.Builder
 	for _, n := range c.Nodes() {
-		if n.Member() == nil {
+		if !n.isStarted() {
 			continue
 		}
 		fmt.Fprintf(&b, "--- member %s (%s) log tail:\n%s\n", n.Name, n.Addr, n.LogTail(lines))
+		if a := n.Agent(); a != nil {
+			fmt.Fprintf(&b, "--- agent of member %s (%s) log tail:\n%s\n", n.Name, a.Addr, memberproc.Tail(a.Log(), lines))
+		}
 	}
 	return b.String()
 }

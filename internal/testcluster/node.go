@@ -22,7 +22,8 @@ const adminTimeout = 5 * time.Second
 
 var adminClient = &http.Client{Timeout: adminTimeout}
 
-// Node is one member of a cluster. Its addresses are fixed when it is declared and kept across restarts.
+// Node is one member of a cluster. Its addresses are fixed when it is declared and kept across restarts. A member given
+// an agent (Cluster.AddAgent) runs as that agent's child; its methods then act on the process the agent runs.
 type Node struct {
 	Name      string
 	Addr      string // data address host:port
@@ -39,8 +40,10 @@ type Node struct {
 	mu          sync.Mutex
 	links       map[string]*faultproxy.Proxy // by the name of the member they lead to
 	arbiterLink *faultproxy.Proxy
-	peers       []string // --peer flags for links
+	agentLinks  map[string]*faultproxy.Proxy // to other members' agents, by member name
+	peers       []string                     // --peer flags for links
 	member      *memberproc.Member
+	agent       *Agent // the agent supervising the member, if any
 	paused      bool
 }
 
@@ -48,7 +51,7 @@ func (n *Node) start(tb testing.TB) {
 	tb.Helper()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.member != nil {
+	if n.startedLocked() {
 		tb.Fatalf("testcluster: member %s already started; use Restart", n.Name)
 	}
 	var clientTLS *tls.Config
@@ -58,23 +61,41 @@ func (n *Node) start(tb testing.TB) {
 			tb.Fatalf("testcluster: member %s TLS: %v", n.Name, err)
 		}
 	}
+	args := append(append([]string(nil), n.args...), n.peers...)
+	if n.agent != nil {
+		n.agent.startMember(tb, args, clientTLS)
+		return
+	}
 	n.member = memberproc.Start(tb, memberproc.Config{
 		ClientTLS:  clientTLS,
 		Name:       n.Name,
 		DataDir:    n.DataDir,
 		Host:       n.IP,
-		Args:       append(append([]string(nil), n.args...), n.peers...),
+		Args:       args,
 		ConfigFile: n.configFile,
 		Addr:       n.Addr,
 		AdminAddr:  n.AdminAddr,
 	})
 }
 
-// Member is the member's process, or nil before it is started.
+// Member is the member's process, or nil before it is started. It is always nil for a member supervised by an agent,
+// whose process is the agent's child (see Agent).
 func (n *Node) Member() *memberproc.Member {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.member
+}
+
+// isStarted reports whether the member has been started, by the cluster or by its agent.
+func (n *Node) isStarted() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.startedLocked()
+}
+
+// startedLocked is isStarted with n.mu held.
+func (n *Node) startedLocked() bool {
+	return n.member != nil || (n.agent != nil && n.agent.process() != nil)
 }
 
 // started returns the member's process, failing the test if it was never started.
@@ -93,20 +114,35 @@ func (n *Node) Link(to string) *faultproxy.Proxy {
 	return n.links[to]
 }
 
-// Running reports whether the member's process is alive (false before it is started).
+// Running reports whether the member's process is alive (false before it is started). For a member supervised by an
+// agent, the agent says so, and a member process that outlived its killed agent counts too.
 func (n *Node) Running() bool {
+	if a := n.Agent(); a != nil {
+		return a.memberRunning()
+	}
 	m := n.Member()
 	return m != nil && m.Running()
 }
 
-// Kill sends SIGKILL and waits for the process to be gone.
+// Kill sends SIGKILL and waits for the process to be gone. A member supervised by an agent is killed directly, not
+// through the agent, as a crash would: the agent starts it again after its restart delay (KillHost or StopByAgent keep it
+// down).
 func (n *Node) Kill() {
-	n.started().Kill()
+	if a := n.startedAgent(); a != nil {
+		a.killMember()
+	} else {
+		n.started().Kill()
+	}
 	n.setPaused(false)
 }
 
-// Terminate sends SIGTERM and returns the exit status. A paused member is resumed so that it can shut down.
+// Terminate sends SIGTERM and returns the exit status. A paused member is resumed so that it can shut down. A member
+// supervised by an agent gets the signal directly, not through the agent, which starts it again after its restart delay;
+// its exit status is then the one the agent reports (unknown, so nil, for a member whose agent is down).
 func (n *Node) Terminate() error {
+	if a := n.startedAgent(); a != nil {
+		return a.terminateMember(n.setPaused(false))
+	}
 	m := n.started()
 	m.Signal(syscall.SIGTERM)
 	if n.setPaused(false) {
@@ -116,18 +152,32 @@ func (n *Node) Terminate() error {
 }
 
 // Restart starts the stopped member again with the same addresses, data directory and arguments, and waits until it serves.
+// A member supervised by an agent is started through the agent (nothing if the agent runs it already).
 func (n *Node) Restart() {
 	n.cluster.tb.Helper()
+	if a := n.startedAgent(); a != nil {
+		a.restartMember()
+		return
+	}
 	n.started().Restart()
 }
 
 // Signal sends sig to the member's process.
 func (n *Node) Signal(sig syscall.Signal) {
+	if a := n.startedAgent(); a != nil {
+		a.signalMember(sig)
+		return
+	}
 	n.started().Signal(sig)
 }
 
 // Pause stops the process with SIGSTOP: its sockets stay open but it answers nothing, as a hung host would.
 func (n *Node) Pause() {
+	if a := n.startedAgent(); a != nil {
+		n.setPaused(true)
+		a.signalMember(syscall.SIGSTOP)
+		return
+	}
 	m := n.started()
 	n.setPaused(true)
 	m.Signal(syscall.SIGSTOP)
@@ -135,6 +185,11 @@ func (n *Node) Pause() {
 
 // Resume continues a paused process with SIGCONT.
 func (n *Node) Resume() {
+	if a := n.startedAgent(); a != nil {
+		n.setPaused(false)
+		a.signalMember(syscall.SIGCONT)
+		return
+	}
 	m := n.started()
 	n.setPaused(false)
 	m.Signal(syscall.SIGCONT)
@@ -151,6 +206,9 @@ func (n *Node) setPaused(paused bool) bool {
 
 // LogTail returns the last lines of the member's log (empty before it is started).
 func (n *Node) LogTail(lines int) string {
+	if a := n.Agent(); a != nil {
+		return memberproc.TailFile(a.memberLog, lines)
+	}
 	m := n.Member()
 	if m == nil {
 		return ""
@@ -161,6 +219,9 @@ func (n *Node) LogTail(lines int) string {
 // Client dials the member's data port directly (not through any proxy); the client is closed at cleanup.
 func (n *Node) Client(tb testing.TB, conns int) *client.Client {
 	tb.Helper()
+	if a := n.startedAgent(); a != nil {
+		return memberproc.Dial(tb, n.Name, n.Addr, a.clientTLS(), conns)
+	}
 	return n.started().Client(tb, conns)
 }
 
