@@ -44,7 +44,9 @@ func (mir *Mirror) runReceiver(ctx context.Context) {
 				mir.recv.since = mir.mgr.opts.Now()
 			}
 			mir.recv.connected = false
-			if err != nil {
+			var notPrimary *wire.Error
+			if err != nil && !(errors.As(err, &notPrimary) && notPrimary.Code == wire.CodeNotPrimary) {
+				// A member that is not primary only redirects: the primary's own refusal says more.
 				mir.recv.err = err.Error()
 			}
 			mir.notifyLocked()
