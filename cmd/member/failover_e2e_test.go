@@ -33,9 +33,15 @@ type arbitrated struct {
 
 func newArbitrated(t *testing.T, extra ...member) *arbitrated {
 	t.Helper()
+	return newArbitratedWith(t, nil, extra...)
+}
+
+// newArbitratedWith is newArbitrated with extra `member run` arguments for A.
+func newArbitratedWith(t *testing.T, aArgs []string, extra ...member) *arbitrated {
+	t.Helper()
 	c := testcluster.New(t)
 	arb := c.StartArbiter()
-	c.Add("A")
+	c.Add("A", aArgs...)
 	c.Add("B")
 	c.Link("A", "B")
 	c.Link("B", "A")
@@ -352,24 +358,7 @@ func TestDivergentTailRolledBack(t *testing.T) {
 	f := newArbitrated(t)
 	defer dumpLogs(t, f.c)
 	a := f.c.Node("A")
-	if e := rawSet(t, a.Addr, "APP", `^Kept(1)`); e != nil {
-		t.Fatal(e)
-	}
-	// Silently dropped traffic: A notices only after the QoS timeout, so the write reaches its journal first; it is never
-	// acknowledged.
-	f.c.Node("B").Link("A").BlackHole()
-	a.ArbiterLink().BlackHole()
-	done := make(chan *wire.Error, 1)
-	go func() { done <- rawOpTimeout(a.Addr, "APP", `^Lost(1)`, "unacknowledged", 60*time.Second) }()
-	f.waitPrimary(t, "B", 1)
-	if e := rawSet(t, f.c.Node("B").Addr, "APP", `^After(1)`); e != nil {
-		t.Fatal(e)
-	}
-	f.c.Node("B").Link("A").Heal()
-	a.ArbiterLink().Heal()
-	if e := <-done; e == nil || e.Code != wire.CodeOutcomeUnknown {
-		t.Fatalf("the write on the deposed primary: %v, want an unknown outcome", e)
-	}
+	divergeA(t, f)
 	f.waitOwnStatus(t, "A", mirror.StatusBackup)
 	waitConverged(t, f.c)
 	files, _ := filepath.Glob(filepath.Join(a.DataDir, "mirrors", "MIR", "rollback", "*.jsonl"))
@@ -388,6 +377,47 @@ func TestDivergentTailRolledBack(t *testing.T) {
 		if _, ok, err := cl.Get(context.Background(), "APP", ref); err != nil || !ok {
 			t.Fatalf("%s on the new primary: %v %v", ref, ok, err)
 		}
+	}
+}
+
+// TestDivergentTailOverLimitRefused: past the rollback limit the former primary rolls nothing back and says it must be
+// rebuilt.
+func TestDivergentTailOverLimitRefused(t *testing.T) {
+	f := newArbitratedWith(t, []string{"--rollback-limit", "1"})
+	defer dumpLogs(t, f.c)
+	divergeA(t, f)
+	st := f.waitOwnStatus(t, "A", mirror.StatusError)
+	if e := row(st, "A").Error; !strings.Contains(e, "rollback limit of 1 bytes") || !strings.Contains(e, "rebuild this member") {
+		t.Fatalf("A's error %q", e)
+	}
+	files, _ := filepath.Glob(filepath.Join(f.c.Node("A").DataDir, "mirrors", "MIR", "rollback", "*.jsonl"))
+	if len(files) != 0 {
+		t.Fatalf("rollback files %v written although the rollback was refused", files)
+	}
+}
+
+// divergeA makes A, the primary, journal a write (^Lost(1)) it cannot acknowledge because it has just been cut off from B
+// and the arbiter, lets B take over and write, then heals the links; A then holds a divergent tail.
+func divergeA(t *testing.T, f *arbitrated) {
+	t.Helper()
+	a := f.c.Node("A")
+	if e := rawSet(t, a.Addr, "APP", `^Kept(1)`); e != nil {
+		t.Fatal(e)
+	}
+	// Silently dropped traffic: A notices only after the QoS timeout, so the write reaches its journal first; it is never
+	// acknowledged.
+	f.c.Node("B").Link("A").BlackHole()
+	a.ArbiterLink().BlackHole()
+	done := make(chan *wire.Error, 1)
+	go func() { done <- rawOpTimeout(a.Addr, "APP", `^Lost(1)`, "unacknowledged", 60*time.Second) }()
+	f.waitPrimary(t, "B", 1)
+	if e := rawSet(t, f.c.Node("B").Addr, "APP", `^After(1)`); e != nil {
+		t.Fatal(e)
+	}
+	f.c.Node("B").Link("A").Heal()
+	a.ArbiterLink().Heal()
+	if e := <-done; e == nil || e.Code != wire.CodeOutcomeUnknown {
+		t.Fatalf("the write on the deposed primary: %v, want an unknown outcome", e)
 	}
 }
 

@@ -178,14 +178,14 @@ func (mir *Mirror) LocalStatus() Status {
 			}
 		case mc.Name == mir.mgr.opts.Self:
 			row.Status, row.JournalTransfer = mir.replicaStatusLocked(mc, now)
+			if !mir.recv.connected {
+				row.Error = mir.recv.err
+			}
 			switch {
 			case mir.st.RollbackRefused != "":
 				row.Status, row.Error = StatusError, mir.st.RollbackRefused
 			case mir.fo.takingOver || mir.st.RollbackTo != nil:
 				row.Status = StatusTransition
-			}
-			if !mir.recv.connected {
-				row.Error = mir.recv.err
 			}
 			row.Received = durable.String()
 			st.WireBytes, st.JournalBytes = mir.recv.wireBytes, mir.recv.rawBytes
