@@ -525,3 +525,38 @@ func TestForcePrimary(t *testing.T) {
 	}
 	waitConverged(t, c)
 }
+
+// TestNoFailoverBlocksTakeover: with no-failover set on the primary, the backup does not take over when it dies, and says
+// why; an arbiter added later with `mirror set` brings Arbiter Controlled mode.
+func TestNoFailoverBlocksTakeover(t *testing.T) {
+	c := testcluster.New(t)
+	arb := c.StartArbiter()
+	c.Add("A")
+	c.Add("B")
+	defer dumpLogs(t, c)
+	newMirror(t, c, []member{{"A", ""}, {"B", "failover"}}, "--qos", failoverQoS.String())
+	f := &arbitrated{c: c, arb: arb}
+	waitTransfer(t, c, "A", "B", mirror.TransferActive)
+	if r := c.Node("A").CLI(t, "mirror", "set", "MIR"); r.ExitCode != 2 {
+		t.Fatalf("mirror set without a setting: exit %d", r.ExitCode)
+	}
+	if r := c.Node("A").CLI(t, "mirror", "set", "MIR", "--qos", "100ms"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "below the minimum") {
+		t.Fatalf("QoS below the minimum: exit %d %s", r.ExitCode, r.Stderr)
+	}
+	mustNode(t, c.Node("A"), "mirror", "set", "MIR", "--arbiter", arb.Addr)
+	f.waitMode(t, "A", mirror.ModeArbiter.String())
+	f.waitMode(t, "B", mirror.ModeArbiter.String())
+	mustNode(t, c.Node("A"), "mirror", "no-failover", "MIR")
+	c.Node("A").Kill()
+	f.waitLocal(t, "B", "takeover blocked by no-failover", func(st mirror.Status) bool {
+		return st.Role == "backup" && strings.Contains(st.Takeover, "no-failover is set on the primary A")
+	})
+	c.Node("A").Restart()
+	waitTransfer(t, c, "A", "B", mirror.TransferActive)
+	mustNode(t, c.Node("A"), "mirror", "no-failover", "MIR", "--clear")
+	mustNode(t, c.Node("A"), "mirror", "set", "MIR", "--arbiter", "")
+	f.waitMode(t, "A", mirror.ModeAgent.String())
+	if st, _ := local(c.Node("A")); st.ArbiterAddr != "" || st.Arbiter != "no arbiter" {
+		t.Fatalf("after removing the arbiter: %q %q", st.ArbiterAddr, st.Arbiter)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -21,6 +22,7 @@ type mirrorCmd struct {
 	Stop         mirrorNameCmd    `cmd:"" help:"Stop mirroring on this backup or async (persists across restarts)."`
 	Start        mirrorNameCmd    `cmd:"" help:"Start mirroring again on this backup or async."`
 	Promote      mirrorPromoteCmd `cmd:"" help:"Promote this DR async to failover member (the current backup becomes a DR async); with --no-primary, make it primary after a disaster."`
+	Set          mirrorSetCmd     `cmd:"" help:"Change the mirror's QoS timeout or arbiter, on the primary."`
 	ForcePrimary mirrorNameCmd    `cmd:"" name:"force-primary" help:"After a disaster, make this failover member primary: refused while another member is known to be primary."`
 	Demote       mirrorNameCmd    `cmd:"" help:"Demote this backup to DR async."`
 	RemoveMember mirrorNameCmd    `cmd:"" name:"remove-member" help:"Take this member out of the mirror; its mirrored databases become local databases."`
@@ -252,4 +254,25 @@ func (r *remote) takeover(name, action string, body any) error {
 		fmt.Printf("warning: %s\n", w)
 	}
 	return nil
+}
+
+type mirrorSetCmd struct {
+	remote
+	Name    string        `arg:"" help:"Mirror name."`
+	QoS     time.Duration `name:"qos" help:"New QoS timeout (at least 200ms)."`
+	Arbiter *string       `help:"New arbiter address host:port; an empty string removes the arbiter."`
+}
+
+func (c *mirrorSetCmd) Run() error {
+	var s mirror.Settings
+	if c.QoS != 0 {
+		s.QoS = &mirror.Duration{Duration: c.QoS}
+	}
+	s.Arbiter = c.Arbiter
+	if s.QoS == nil && s.Arbiter == nil {
+		return usage("mirror set: give --qos and/or --arbiter")
+	}
+	return c.mirrorCall(c.Name, "settings", s, func(st mirror.Status) {
+		fmt.Printf("mirror %s: QoS %s, arbiter %s\n", st.Mirror, st.QoS, st.Arbiter)
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -288,6 +289,46 @@ func (mir *Mirror) SetNoFailover(on bool) error {
 		st.NoFailover = on
 		return nil
 	})
+}
+
+// Settings are the mirror-wide settings an operator changes on the primary; nil fields are left as they are.
+type Settings struct {
+	QoS     *Duration `json:"qos,omitempty"`
+	Arbiter *string   `json:"arbiter,omitempty"` // "" removes the arbiter
+}
+
+// Set changes mirror-wide settings on the primary and pushes the new configuration to every member.
+func (mir *Mirror) Set(s Settings) error {
+	if s.QoS != nil && s.QoS.Duration < 200*time.Millisecond {
+		return fmt.Errorf("QoS timeout %s is below the minimum of 200ms: %w", s.QoS.Duration, wire.ErrBadRequest)
+	}
+	if s.Arbiter != nil && *s.Arbiter != "" {
+		if _, _, err := net.SplitHostPort(*s.Arbiter); err != nil {
+			return fmt.Errorf("arbiter address %q: want host:port: %v: %w", *s.Arbiter, err, wire.ErrBadRequest)
+		}
+	}
+	err := mir.update(func(st *localState) error {
+		if mir.role != RolePrimary {
+			return fmt.Errorf("member %s is not the primary of mirror %s; change its settings on the primary %s", mir.mgr.opts.Self, mir.name, st.Config.Primary)
+		}
+		if s.QoS != nil {
+			st.Config.QoS = *s.QoS
+		}
+		if s.Arbiter != nil {
+			st.Config.Arbiter = *s.Arbiter
+		}
+		st.Config.Version++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	mir.broadcastConfig()
+	mir.mu.Lock()
+	mir.fo.kickNow()
+	mir.mu.Unlock()
+	mir.kickReport()
+	return nil
 }
 
 // PauseDejournal pauses (or resumes) dejournaling of one database, or of the whole mirror when db is "".

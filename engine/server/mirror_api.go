@@ -134,6 +134,9 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 		}
 		return status(mir, mir.RequestType(r.Context(), mirror.Failover))
 	})
+	mirrorPost(s, mux, "settings", func(r *http.Request, mir *mirror.Mirror, req mirror.Settings) (any, error) {
+		return status(mir, mir.Set(req))
+	})
 	mirrorPost(s, mux, "force-primary", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
 		return mir.ForcePrimary(r.Context())
 	})
