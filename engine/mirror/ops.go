@@ -283,12 +283,36 @@ func (mir *Mirror) findCreateMarker(db string, known journal.Position) (journal.
 	return found, nil
 }
 
-// SetNoFailover sets or clears the no-failover flag.
+// SetNoFailover sets or clears the no-failover flag. On the primary it returns once the connected backup has confirmed the
+// flag, so a failure right after it is honoured.
 func (mir *Mirror) SetNoFailover(on bool) error {
-	return mir.update(func(st *localState) error {
+	if err := mir.update(func(st *localState) error {
 		st.NoFailover = on
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	mir.mu.Lock()
+	defer mir.mu.Unlock()
+	r := mir.backupLocked()
+	if mir.role != RolePrimary || r == nil {
+		return nil
+	}
+	flags := mir.stateFlagsLocked(r)
+	r.told, r.toldAt = flags, mir.mgr.opts.Now()
+	s := wire.MirrorState{Epoch: mir.st.Config.Epoch, Flags: flags}
+	if err := r.conn.WriteFrame(wire.Frame{Kind: wire.KindMirrorState, Payload: wire.EncodeMirrorState(nil, &s)}); err != nil {
+		return fmt.Errorf("mirror %s: no-failover is %v here, but telling the backup %s failed: %w", mir.name, on, r.name, err)
+	}
+	deadline := time.Now().Add(mir.st.Config.QoS.Duration)
+	for r.echo&wire.StateNoFailover != flags&wire.StateNoFailover {
+		left := time.Until(deadline)
+		if left <= 0 || r.ended() {
+			return fmt.Errorf("mirror %s: no-failover is %v here, but the backup %s did not confirm it within the QoS timeout", mir.name, on, r.name)
+		}
+		mir.waitLocked(context.Background(), left)
+	}
+	return nil
 }
 
 // Settings are the mirror-wide settings an operator changes on the primary; nil fields are left as they are.
