@@ -3,6 +3,7 @@ package mirror
 import (
 	"errors"
 	"fmt"
+	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +123,40 @@ func TestBehindText(t *testing.T) {
 	}
 	if got := behind(3400 * time.Millisecond); got != "3s behind" {
 		t.Errorf("behind(3.4s) = %q", got)
+	}
+}
+
+func TestForkPoint(t *testing.T) {
+	p := func(e, seg, off uint64) journal.Position {
+		return journal.Position{Epoch: e, Segment: seg, Offset: off}
+	}
+	var cfg Config
+	cfg.addEpoch(EpochStart{Epoch: 2, Primary: "B", Start: p(1, 1, 500)})
+	cfg.addEpoch(EpochStart{Epoch: 3, Primary: "A", Start: p(2, 2, 100)})
+	tests := []struct {
+		name string
+		end  journal.Position
+		want journal.Position
+		ok   bool
+	}{
+		{"new member", journal.Position{}, journal.Position{}, false},
+		{"epoch 1 member behind the fork", p(1, 1, 400), journal.Position{}, false},
+		{"epoch 1 member exactly at the fork", p(1, 1, 500), journal.Position{}, false},
+		{"former epoch 1 primary with a tail", p(1, 1, 900), p(1, 1, 500), true},
+		{"former epoch 1 primary with a tail in a later segment", p(1, 3, 40), p(1, 1, 500), true},
+		{"epoch 2 member with a tail", p(2, 2, 300), p(2, 2, 100), true},
+		{"current epoch", p(3, 5, 1), journal.Position{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := cfg.forkPoint(tt.end)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s: forkPoint(%s) = %s, %v; want %s, %v", tt.name, tt.end, got, ok, tt.want, tt.ok)
+		}
+	}
+	for i := range 2 * maxEpochHistory {
+		cfg.addEpoch(EpochStart{Epoch: uint64(4 + i)})
+	}
+	if len(cfg.Epochs) != maxEpochHistory || cfg.Epochs[len(cfg.Epochs)-1].Epoch != uint64(3+2*maxEpochHistory) {
+		t.Fatalf("history of %d entries ending at epoch %d", len(cfg.Epochs), cfg.Epochs[len(cfg.Epochs)-1].Epoch)
 	}
 }

@@ -114,3 +114,72 @@ func TestMirroredDatabases(t *testing.T) {
 		t.Fatalf("after reopen: parts[7] %s, lowest %s", parts[7], d2.Applied())
 	}
 }
+
+// TestRollBack undoes a divergent tail with before-images, newest first, and moves applied positions back; the result
+// survives a reopen.
+func TestRollBack(t *testing.T) {
+	dir := t.TempDir()
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	local, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	mj, err := journal.Open(filepath.Join(dir, "mirror"), journal.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mj.Close()
+	att := map[string]Attachment{"MIR": {Journal: mj}}
+	s, err := Open(Options{Dir: dir, Journal: local, Logger: log, Mirrors: att})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := journal.Position{Epoch: 1, Segment: 1, Offset: 100}
+	if _, err := s.CreateWith("R", CreateOptions{Mirror: "MIR", Start: start}); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := s.Database("R")
+	pos := func(off uint64) journal.Position { return journal.Position{Epoch: 1, Segment: 1, Offset: off} }
+	apply := func(end uint64, recs ...journal.Record) {
+		t.Helper()
+		if err := d.ApplyReplicated(recs, pos(end), []int{0, 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := journal.Record{Type: journal.RecordSet, Key: key(t, `^K`), Value: []byte("old"), HasValue: true}
+	apply(200, kept)
+	fork := pos(200)
+	tail := []journal.Record{
+		{Pos: pos(200), Type: journal.RecordSet, Key: key(t, `^K`), Value: []byte("new"), HasValue: true, Before: []byte("old"), HasBefore: true},
+		{Pos: pos(250), Type: journal.RecordSet, Key: key(t, `^N`), Value: []byte("x"), HasValue: true},
+		{Pos: pos(300), Type: journal.RecordSet, Key: key(t, `^K`), Value: []byte("newer"), HasValue: true, Before: []byte("new"), HasBefore: true},
+		{Pos: pos(350), Type: journal.RecordKill, Key: key(t, `^N`), Before: []byte("x"), HasBefore: true},
+	}
+	apply(300, tail[0], tail[1], tail[2]) // the last record was never applied
+	if err := d.RollBack(tail, fork); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		if v, ok := getv(t, s, "R", `^K`); !ok || v != "old" {
+			t.Fatalf("^K = %q %v after the rollback, want old", v, ok)
+		}
+		if _, ok := getv(t, s, "R", `^N`); ok {
+			t.Fatal("^N exists after the rollback of its creation")
+		}
+		d, _ := s.Database("R")
+		base, parts := d.AppliedPositions()
+		if fork.Less(base) || fork.Less(parts[0]) || fork.Less(parts[1]) {
+			t.Fatalf("applied positions after the rollback: base %s, parts %s %s; want none beyond %s", base, parts[0], parts[1], fork)
+		}
+	}
+	check(s)
+	s.Close()
+	s2, err := Open(Options{Dir: dir, Journal: local, Logger: log, Mirrors: att})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	check(s2)
+}
