@@ -3,11 +3,11 @@ package mirror
 import (
 	"errors"
 	"fmt"
-	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
