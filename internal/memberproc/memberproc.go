@@ -29,7 +29,8 @@ var (
 	built    = map[string]string{}
 )
 
-// Build compiles ./cmd/<name> of this module once per test process and returns the binary's path.
+// Build compiles ./cmd/<name> of this module once per test process and returns the binary's path. With MIRRORKIT_RACE set
+// in the environment it builds with the race detector.
 func Build(tb testing.TB, name string) string {
 	tb.Helper()
 	buildMu.Lock()
@@ -45,7 +46,12 @@ func Build(tb testing.TB, name string) string {
 		buildDir = dir
 	}
 	out := filepath.Join(buildDir, name)
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
+	args := []string{"build", "-o", out}
+	if os.Getenv("MIRRORKIT_RACE") != "" {
+		// Member processes with the race detector; GORACE=log_path=… collects their reports.
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/"+name)...)
 	cmd.Dir = moduleRoot(tb)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("go build ./cmd/%s: %v\n%s", name, err, msg)
