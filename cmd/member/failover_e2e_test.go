@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,10 +40,20 @@ func newArbitrated(t *testing.T, extra ...member) *arbitrated {
 // newArbitratedWith is newArbitrated with extra `member run` arguments for A.
 func newArbitratedWith(t *testing.T, aArgs []string, extra ...member) *arbitrated {
 	t.Helper()
+	return newArbitratedOpts(t, aArgs, false, extra...)
+}
+
+// newArbitratedOpts is newArbitratedWith where A and B may each run under a host agent.
+func newArbitratedOpts(t *testing.T, aArgs []string, agents bool, extra ...member) *arbitrated {
+	t.Helper()
 	c := testcluster.New(t)
 	arb := c.StartArbiter()
 	c.Add("A", aArgs...)
 	c.Add("B")
+	if agents {
+		c.AddAgent("A")
+		c.AddAgent("B")
+	}
 	c.Link("A", "B")
 	c.Link("B", "A")
 	c.LinkArbiter("A")
@@ -189,7 +200,10 @@ func (l *setLoad) finish(t *testing.T) map[string]string {
 // unplannedFailover runs a fault on the primary A under load and checks that B takes over in a later epoch through the
 // arbiter, that A rejoins as B's backup once healed, and that no acknowledged write is lost.
 func unplannedFailover(t *testing.T, fault, heal func(f *arbitrated)) {
-	f := newArbitrated(t)
+	unplannedFailoverOn(t, newArbitrated(t), fault, heal)
+}
+
+func unplannedFailoverOn(t *testing.T, f *arbitrated, fault, heal func(f *arbitrated)) {
 	defer dumpLogs(t, f.c)
 	l := startSetLoad(t, []string{f.c.Node("A").Addr, f.c.Node("B").Addr}, 4)
 	l.waitAcks(t, f.c, 200)
@@ -197,6 +211,10 @@ func unplannedFailover(t *testing.T, fault, heal func(f *arbitrated)) {
 	st := f.waitPrimary(t, "B", 1)
 	if st.Failovers["arbiter"] != 1 {
 		t.Fatalf("B's failover counters %v, want one by the arbiter", st.Failovers)
+	}
+	if m := metricsOf(t, f.c.Node("B")); !strings.Contains(m, `mirrorkit_mirror_failovers_total{how="arbiter",mirror="MIR"} 1`) ||
+		!strings.Contains(m, `mirrorkit_mirror_primary{mirror="MIR"} 1`) {
+		t.Fatalf("B's metrics after the takeover lack the failover:\n%s", grepLines(m, "mirrorkit_mirror_"))
 	}
 	l.waitAcks(t, f.c, 200) // writes go on at B
 	heal(f)
@@ -212,6 +230,34 @@ func TestPrimaryKilledBackupTakesOver(t *testing.T) {
 	unplannedFailover(t, func(f *arbitrated) { f.c.Node("A").Kill() }, func(f *arbitrated) { f.c.Node("A").Restart() })
 }
 
+// TestPrimaryHostLostBackupTakesOver: the primary's host is lost (member and agent): the arbiter lets the backup take over.
+func TestPrimaryHostLostBackupTakesOver(t *testing.T) {
+	unplannedFailoverOn(t, newArbitratedOpts(t, nil, true), func(f *arbitrated) { f.c.Node("A").KillHost() },
+		func(f *arbitrated) { f.c.Node("A").RestartHost() })
+}
+
+// TestPrimaryLosesOnlyTheArbiter: the primary switches to Agent Controlled mode and goes on; so does the backup.
+func TestPrimaryLosesOnlyTheArbiter(t *testing.T) {
+	f := newArbitrated(t)
+	defer dumpLogs(t, f.c)
+	l := startSetLoad(t, []string{f.c.Node("A").Addr, f.c.Node("B").Addr}, 4)
+	l.waitAcks(t, f.c, 100)
+	f.c.Node("A").ArbiterLink().Cut()
+	f.waitMode(t, "A", mirror.ModeAgent.String())
+	f.waitMode(t, "B", mirror.ModeAgent.String())
+	l.waitAcks(t, f.c, 200)
+	st, _ := local(f.c.Node("A"))
+	if row(st, "A").Status != mirror.StatusPrimary || st.Epoch != 1 || st.TroubleEpisodes != 0 {
+		t.Fatalf("A without the arbiter: %s, epoch %d, %d trouble episodes", row(st, "A").Status, st.Epoch, st.TroubleEpisodes)
+	}
+	f.c.Node("A").ArbiterLink().Heal()
+	f.waitMode(t, "A", mirror.ModeArbiter.String())
+	f.waitMode(t, "B", mirror.ModeArbiter.String())
+	acked := l.finish(t)
+	waitConverged(t, f.c)
+	checkAcked(t, f.c.Node("B"), acked)
+}
+
 func TestPrimaryHungBackupTakesOver(t *testing.T) {
 	unplannedFailover(t, func(f *arbitrated) { f.c.Node("A").Pause() }, func(f *arbitrated) { f.c.Node("A").Resume() })
 }
@@ -225,6 +271,10 @@ func TestPrimaryIsolatedBackupTakesOver(t *testing.T) {
 		trouble = f.waitOwnStatus(t, "A", mirror.StatusInTrouble)
 		if e := rawSet(t, f.c.Node("A").Addr, "APP", `^Isolated(1)`); e == nil || e.Code != wire.CodeInTrouble {
 			t.Fatalf("a write on the isolated primary: %v, want In Trouble", e)
+		}
+		// Reads too: outside its lease the old primary could serve a value the new primary has since changed.
+		if e := rawGet(t, f.c.Node("A").Addr, "APP", `^F(0,0)`); e == nil || e.Code != wire.CodeInTrouble {
+			t.Fatalf("a read on the isolated primary: %v, want In Trouble", e)
 		}
 	}, func(f *arbitrated) {
 		st, err := local(f.c.Node("A"))
@@ -559,4 +609,30 @@ func TestNoFailoverBlocksTakeover(t *testing.T) {
 	if st, _ := local(c.Node("A")); st.ArbiterAddr != "" || st.Arbiter != "no arbiter" {
 		t.Fatalf("after removing the arbiter: %q %q", st.ArbiterAddr, st.Arbiter)
 	}
+}
+
+// metricsOf returns the member's Prometheus metrics text.
+func metricsOf(t *testing.T, n *testcluster.Node) string {
+	t.Helper()
+	resp, err := http.Get("http://" + n.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// grepLines keeps the lines of text that contain substr.
+func grepLines(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
