@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,81 +118,12 @@ func (f *arbitrated) waitOwnStatus(t *testing.T, name, want string) mirror.Statu
 	return f.waitLocal(t, name, "own status "+want, func(st mirror.Status) bool { return row(st, name).Status == want })
 }
 
-// setLoad writes distinct keys with Set only (idempotent, so the mirror-aware client re-sends across any failover) and
-// records every acknowledged one.
-type setLoad struct {
-	mu     sync.Mutex
-	acked  map[string]string
-	errs   []error
-	n      atomic.Int64
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	client *client.Client
-}
-
-func startSetLoad(t *testing.T, addrs []string, writers int) *setLoad {
+// startSetLoad writes distinct keys with Set only (idempotent, so the mirror-aware client re-sends across any failover)
+// through a client that gives up on a hung member after twice the QoS timeout.
+func startSetLoad(t *testing.T, addrs []string, writers int) *load {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.DialMirror(ctx, addrs, client.Options{Conns: 2, RetryTimeout: 60 * time.Second, DialTimeout: failoverQoS,
-		AttemptTimeout: 2 * failoverQoS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &setLoad{acked: map[string]string{}, stop: make(chan struct{}), client: c}
-	for w := range writers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for seq := 0; ; seq++ {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				ref, val := fmt.Sprintf(`^F(%d,%d)`, w, seq), fmt.Sprintf("w%d-%d", w, seq)
-				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-				err := c.Set(ctx, "APP", ref, []byte(val))
-				cancel()
-				l.mu.Lock()
-				if err != nil {
-					l.errs = append(l.errs, fmt.Errorf("%s: %w", ref, err))
-				} else {
-					l.acked[ref] = val
-				}
-				l.mu.Unlock()
-				if err != nil {
-					return
-				}
-				l.n.Add(1)
-			}
-		}()
-	}
-	return l
-}
-
-func (l *setLoad) waitAcks(t *testing.T, c *testcluster.Cluster, n int64) {
-	t.Helper()
-	target := l.n.Load() + n
-	c.WaitFor(t, fmt.Sprintf("%d more acknowledged writes", n), 90*time.Second, func() (bool, error) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if len(l.errs) > 0 {
-			t.Fatalf("client error under load: %v", l.errs[0])
-		}
-		return l.n.Load() >= target, nil
-	})
-}
-
-func (l *setLoad) finish(t *testing.T) map[string]string {
-	t.Helper()
-	close(l.stop)
-	l.wg.Wait()
-	l.client.Close()
-	if len(l.errs) > 0 {
-		t.Fatalf("%d client errors, first: %v", len(l.errs), l.errs[0])
-	}
-	return l.acked
+	return startLoadWith(t, addrs, writers, loadOptions{setsOnly: true, prefix: "F",
+		client: client.Options{Conns: 2, RetryTimeout: 60 * time.Second, DialTimeout: failoverQoS, AttemptTimeout: 2 * failoverQoS}})
 }
 
 // unplannedFailover runs a fault on the primary A under load and checks that B takes over in a later epoch through the

@@ -188,11 +188,24 @@ type load struct {
 	client *client.Client
 }
 
+// loadOptions shape a load: the client's options, and whether every write is a Set (idempotent, so the client re-sends
+// it across any failover) or every fourth a transaction with an Incr.
+type loadOptions struct {
+	client   client.Options
+	setsOnly bool
+	prefix   string // global name of the keys written
+}
+
 func startLoad(t *testing.T, addrs []string, writers int) *load {
+	t.Helper()
+	return startLoadWith(t, addrs, writers, loadOptions{client: client.Options{Conns: 2, RetryTimeout: 20 * time.Second}, prefix: "L"})
+}
+
+func startLoadWith(t *testing.T, addrs []string, writers int, o loadOptions) *load {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.DialMirror(ctx, addrs, client.Options{Conns: 2, RetryTimeout: 20 * time.Second})
+	c, err := client.DialMirror(ctx, addrs, o.client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,10 +220,10 @@ func startLoad(t *testing.T, addrs []string, writers int) *load {
 					return
 				default:
 				}
-				ref, val := fmt.Sprintf(`^L(%d,%d)`, w, seq), fmt.Sprintf("w%d-%d", w, seq)
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				ref, val := fmt.Sprintf(`^%s(%d,%d)`, o.prefix, w, seq), fmt.Sprintf("w%d-%d", w, seq)
+				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 				var err error
-				if seq%4 == 0 {
+				if seq%4 == 0 && !o.setsOnly {
 					_, err = c.Txn("APP").Set(ref, []byte(val)).Incr(fmt.Sprintf(`^Count(%d)`, w), "1").Commit(ctx)
 				} else {
 					err = c.Set(ctx, "APP", ref, []byte(val))
@@ -237,7 +250,7 @@ func startLoad(t *testing.T, addrs []string, writers int) *load {
 func (l *load) waitAcks(t *testing.T, c *testcluster.Cluster, n int64) {
 	t.Helper()
 	target := l.n.Load() + n
-	c.WaitFor(t, fmt.Sprintf("%d more acknowledged writes", n), 60*time.Second, func() (bool, error) {
+	c.WaitFor(t, fmt.Sprintf("%d more acknowledged writes", n), 90*time.Second, func() (bool, error) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if len(l.errs) > 0 {

@@ -21,19 +21,25 @@ func (g refuseGate) BeginRead(context.Context, string) error            { return
 
 // TestMirroredDatabases covers what a mirror needs from the store: a primary-style create with a journal marker, a
 // replica-style create at a given position, replicated applies with per-partition positions, and write gating.
+// openJournals opens a local journal and a mirror journal in dir, closed at cleanup.
+func openJournals(t *testing.T, dir string) (local, mj *journal.Journal, log zerolog.Logger) {
+	t.Helper()
+	log = zerolog.New(zerolog.NewTestWriter(t))
+	var err error
+	if local, err = journal.Open(filepath.Join(dir, "journal"), journal.Options{Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { local.Close() })
+	if mj, err = journal.Open(filepath.Join(dir, "mirror"), journal.Options{Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mj.Close() })
+	return local, mj, log
+}
+
 func TestMirroredDatabases(t *testing.T) {
 	dir := t.TempDir()
-	log := zerolog.New(zerolog.NewTestWriter(t))
-	local, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
-	mj, err := journal.Open(filepath.Join(dir, "mirror"), journal.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mj.Close()
+	local, mj, log := openJournals(t, dir)
 	s, err := Open(Options{Dir: dir, Journal: local, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -119,17 +125,7 @@ func TestMirroredDatabases(t *testing.T) {
 // survives a reopen.
 func TestRollBack(t *testing.T) {
 	dir := t.TempDir()
-	log := zerolog.New(zerolog.NewTestWriter(t))
-	local, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
-	mj, err := journal.Open(filepath.Join(dir, "mirror"), journal.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mj.Close()
+	local, mj, log := openJournals(t, dir)
 	att := map[string]Attachment{"MIR": {Journal: mj}}
 	s, err := Open(Options{Dir: dir, Journal: local, Logger: log, Mirrors: att})
 	if err != nil {

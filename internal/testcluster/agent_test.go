@@ -196,27 +196,7 @@ func TestAgentMemberPauseAndResume(t *testing.T) {
 	c, n, _ := startHosted(t, "sleepy")
 	mustCLI(t, n, "db", "create", "APP")
 	before := mustAgentStatus(t, n)
-	cl := n.Client(t, 1)
-	get := func(timeout time.Duration) error {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		_, _, err := cl.Get(ctx, "APP", "^K")
-		return err
-	}
-
-	n.Pause()
-	c.WaitFor(t, "paused member to stop answering", 10*time.Second, func() (bool, error) {
-		err := get(100 * time.Millisecond)
-		return errors.Is(err, context.DeadlineExceeded), err
-	})
-	if !n.Running() {
-		t.Fatal("paused member is not running")
-	}
-	n.Resume()
-	c.WaitFor(t, "resumed member to answer", 30*time.Second, func() (bool, error) {
-		err := get(time.Second)
-		return err == nil, err
-	})
+	pauseAndResume(t, c, n)
 	if st := mustAgentStatus(t, n); st.PID != before.PID {
 		t.Errorf("member pid %d after pause and resume; want %d", st.PID, before.PID)
 	}

@@ -100,6 +100,12 @@ func TestPauseAndResume(t *testing.T) {
 	n := c.Add("sleepy")
 	c.Start()
 	mustCLI(t, n, "db", "create", "APP")
+	pauseAndResume(t, c, n)
+}
+
+// pauseAndResume checks that a paused member stops answering but still runs, and answers again once resumed.
+func pauseAndResume(t *testing.T, c *testcluster.Cluster, n *testcluster.Node) {
+	t.Helper()
 	cl := n.Client(t, 1)
 	get := func(timeout time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -110,7 +116,6 @@ func TestPauseAndResume(t *testing.T) {
 	if err := get(10 * time.Second); err != nil {
 		t.Fatalf("get before pause: %v", err)
 	}
-
 	n.Pause()
 	c.WaitFor(t, "paused member to stop answering", 10*time.Second, func() (bool, error) {
 		err := get(100 * time.Millisecond)
@@ -119,7 +124,6 @@ func TestPauseAndResume(t *testing.T) {
 	if !n.Running() {
 		t.Fatal("paused member is not running")
 	}
-
 	n.Resume()
 	c.WaitFor(t, "resumed member to answer", 30*time.Second, func() (bool, error) {
 		err := get(time.Second)
