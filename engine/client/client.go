@@ -69,6 +69,8 @@ type Client struct {
 	addrs     []string           // known member addresses, in the order they are tried
 	pools     map[*pool]struct{} // the current pool and retired ones still draining
 	switching *switchOp          // the re-discovery in progress, if any
+	// unresponsive holds, per address, until when re-discovery skips a member that let a dial or a request time out.
+	unresponsive map[string]time.Time
 }
 
 // DialMirror takes the data addresses of one or more members of a mirror and connects to the first that answers;

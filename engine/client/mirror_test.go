@@ -393,6 +393,13 @@ func TestHungMemberTimesOut(t *testing.T) {
 	if v, ok := b.value(t, `^H(1)`); !ok || string(v) != "v" {
 		t.Fatalf("set re-sent to B left %q, %v", v, ok)
 	}
+	// Re-discovery skips A for a while: a hung member would cost another timeout at each attempt.
+	if until := c.unresponsiveUntil(a.addr()); !time.Now().Before(until) {
+		t.Fatalf("A is not skipped after hanging (until %s)", until)
+	}
+	if err := c.dialCandidate(ctx, c.current.Load(), []string{a.addr()}); err == nil || !strings.Contains(err.Error(), "skipped") {
+		t.Fatalf("re-discovery towards the hung member: %v, want it skipped", err)
+	}
 	a.releaseSlow()
 
 	c2 := dialMirror(t, []string{b.addr(), a.addr()}, Options{Conns: 1, AttemptTimeout: 100 * time.Millisecond})

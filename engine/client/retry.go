@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -81,6 +83,9 @@ func (r *retrier) next(p *pool, out outcome, err error) error {
 	}
 	if r.ctx.Err() != nil {
 		return r.fail()
+	}
+	if out == outcomeHung {
+		r.c.markUnresponsive(p.addr)
 	}
 	if out == outcomeRefused || out == outcomeUnreachable || out == outcomeHung {
 		var redirect string
@@ -177,8 +182,16 @@ func (c *Client) candidates(from, redirect string) []string {
 func (c *Client) dialCandidate(ctx context.Context, from *pool, candidates []string) error {
 	var errs joinedError
 	for _, addr := range candidates {
+		if until := c.unresponsiveUntil(addr); time.Now().Before(until) {
+			// It just let a dial or a request time out: a hung member costs a timeout each time, so skip it for a while.
+			errs = append(errs, fmt.Errorf("%s did not answer within the timeout moments ago; skipped until %s", addr, until.Format("15:04:05.000")))
+			continue
+		}
 		p, err := c.dialPool(ctx, addr)
 		if err != nil {
+			if timedOut(err) && ctx.Err() == nil {
+				c.markUnresponsive(addr)
+			}
 			errs = append(errs, err)
 			if ctx.Err() != nil {
 				break
@@ -204,6 +217,28 @@ func (c *Client) dialCandidate(ctx context.Context, from *pool, candidates []str
 		return nil
 	}
 	return fmt.Errorf("no other member answered: %w", errs)
+}
+
+// markUnresponsive records that addr let a dial or a request time out.
+func (c *Client) markUnresponsive(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.unresponsive == nil {
+		c.unresponsive = map[string]time.Time{}
+	}
+	c.unresponsive[addr] = time.Now().Add(2 * c.opts.DialTimeout)
+}
+
+func (c *Client) unresponsiveUntil(addr string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unresponsive[addr]
+}
+
+// timedOut reports whether err is a timeout (as opposed to, say, a refused connection, which is cheap to try again).
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // joinedError joins errors on one line and matches each of them with errors.Is and errors.As.

@@ -603,7 +603,12 @@ func (mir *Mirror) backupTick(ctx context.Context) bool {
 	cfg := mir.st.Config.clone()
 	fo := &mir.fo
 	qos := cfg.QoS.Duration
+	// While the divergent tail is rolled back the receiver does not run: the primary is not lost for that.
+	if mir.st.RollbackTo != nil || mir.st.RollbackRefused != "" {
+		fo.primaryHeard = now
+	}
 	lost := now.Sub(fo.primaryHeard) >= qos
+	arbView := fo.arbView
 	flags := fo.flags
 	stopped := mir.st.MirroringStopped
 	arbFresh := mir.arbiterFreshLocked(now)
@@ -664,7 +669,11 @@ func (mir *Mirror) backupTick(ctx context.Context) bool {
 			return block("the arbiter refused the takeover: " + d.Reason)
 		}
 	}
-	// Agent Controlled (or not Active): ask the primary's agent.
+	// Agent Controlled (or not Active): ask the primary's agent. But a primary that still reports to the arbiter is alive:
+	// it is not forced down (this member reconnects).
+	if arbFresh && arbView.PeerSeen && arbView.PeerReport.Primary && arbView.PeerReport.Member == primary.Name && arbView.PeerAge < qos/2 {
+		return block(fmt.Sprintf("the primary %s still reports to the arbiter; reconnecting", primary.Name))
+	}
 	ac := mir.mgr.agentOf(primary)
 	if ac == nil {
 		return block(fmt.Sprintf("the primary %s has no agent to confirm it is down, and the mode is Agent Controlled", primary.Name))

@@ -236,7 +236,8 @@ func (mir *Mirror) notPrimaryLocked(db string) error {
 	cfg := &mir.st.Config
 	primary, ok := cfg.Member(cfg.Primary)
 	redirect := ""
-	if ok && primary.Name != mir.mgr.opts.Self {
+	if ok && primary.Name != mir.mgr.opts.Self && (mir.role != RoleBackup || mir.recv.connected) {
+		// A backup that has lost its primary does not send clients to it: it may be down, hung or deposed.
 		redirect = primary.Addr
 	}
 	return &wire.Error{Code: wire.CodeNotPrimary, Redirect: redirect,
@@ -275,7 +276,8 @@ func (mir *Mirror) startLocked() {
 	mir.roleCtx = ctx
 	fresh := mir.freshEpoch
 	mir.freshEpoch = false
-	mir.fo = failoverState{kick: make(chan struct{}, 1), failovers: mir.fo.failovers, troubles: mir.fo.troubles}
+	// A backup counts the primary as heard at the start of its role: it has QoS to reach it before it considers it lost.
+	mir.fo = failoverState{kick: make(chan struct{}, 1), failovers: mir.fo.failovers, troubles: mir.fo.troubles, primaryHeard: mir.mgr.opts.Now()}
 	if mir.reportKick == nil {
 		mir.reportKick = make(chan struct{}, 1)
 	}
