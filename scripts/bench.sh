@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Commit throughput and latency of a member, side by side with PostgreSQL and with one fsync per commit; the same with a
 # synchronous copy (mirrorkit with an Active backup, PostgreSQL with a synchronous standby); planned failovers under load;
-# and a DR async's lag under full commit load. One run on one filesystem, written to BENCHMARKS.md. Installs PostgreSQL
-# from the OS packages when it is missing (as root).
+# a DR async's lag under full commit load; and unplanned failovers with an arbiter (the primary killed, stopped or
+# isolated under load). One run on one filesystem, written to BENCHMARKS.md. Installs PostgreSQL from the OS packages
+# when it is missing (as root).
 #
-#   BENCH_DURATION        measured seconds per point (default 10)
-#   BENCH_WARMUP          warmup seconds before each point (default 2)
-#   BENCH_CLIENTS         client counts (default "1 16 64"; the targets are judged at 64)
-#   BENCH_CONNS           connections in the mirrorkit client's pool (default 4)
-#   BENCH_FAILOVERS       planned failovers under load (default 20)
-#   BENCH_MIRROR_CLIENTS  clients writing during the failovers and the async lag measurement (default 64)
-#   BENCH_OUT             report to write (default BENCHMARKS.md)
+#   BENCH_DURATION          measured seconds per point (default 10)
+#   BENCH_WARMUP            warmup seconds before each point (default 2)
+#   BENCH_CLIENTS           client counts (default "1 16 64"; the targets are judged at 64)
+#   BENCH_CONNS             connections in the mirrorkit client's pool (default 4)
+#   BENCH_FAILOVERS         planned failovers under load (default 20)
+#   BENCH_MIRROR_CLIENTS    clients writing during the failovers and the async lag measurement (default 64)
+#   BENCH_UNPLANNED_ROUNDS  unplanned failovers of each kind: SIGKILL, SIGSTOP, isolation of the primary (default 20)
+#   BENCH_OUT               report to write (default BENCHMARKS.md)
 #
 # The run fails (after writing the report) when the mirror misbehaves: a client error or a failed failover command
-# during the failovers, an acknowledged commit lost, or a member that does not exit cleanly on SIGTERM.
+# during the planned failovers, an unplanned failover without a takeover or a recovery, a client error other than an
+# unknown outcome during the unplanned failovers, an acknowledged commit lost, or a member that does not exit cleanly on
+# SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -34,6 +38,7 @@ CLIENTS=${BENCH_CLIENTS:-1 16 64}
 CONNS=${BENCH_CONNS:-4}
 FAILOVERS=$(count "${BENCH_FAILOVERS:-20}" BENCH_FAILOVERS)
 MIRROR_CLIENTS=$(count "${BENCH_MIRROR_CLIENTS:-64}" BENCH_MIRROR_CLIENTS)
+UNPLANNED_ROUNDS=$(count "${BENCH_UNPLANNED_ROUNDS:-20}" BENCH_UNPLANNED_ROUNDS)
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 NPROC=$(nproc)
 QOS=2s # the QoS timeout MIRRORING.md recommends on a LAN and the failover targets assume
@@ -41,6 +46,8 @@ QOS=2s # the QoS timeout MIRRORING.md recommends on a LAN and the failover targe
 LIMIT=$((DURATION + WARMUP + 120))
 # Each failover round waits at most a minute for the backup to be Active again.
 FAILOVER_LIMIT=$((WARMUP + FAILOVERS * 70 + 120))
+# Each unplanned failover round waits at most 90s for the takeover, for writes to resume and for the mirror to heal.
+UNPLANNED_LIMIT=$((3 * (WARMUP + UNPLANNED_ROUNDS * 280) + 300))
 
 # PostgreSQL and the members keep their data under one directory, so all of them (and the fsync baseline) use the same disk.
 mkdir -p .bench
@@ -199,7 +206,7 @@ facts=(
   "PostgreSQL=$("$PG_BIN/postgres" --version)"
   "Go=$(go version)"
   "Load average (1, 5, 15 min) at the start=$(cut -d' ' -f1-3 /proc/loadavg)"
-  "Command=make bench (BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CLIENTS=\"$CLIENTS\" BENCH_CONNS=$CONNS BENCH_FAILOVERS=$FAILOVERS BENCH_MIRROR_CLIENTS=$MIRROR_CLIENTS)"
+  "Command=make bench (BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CLIENTS=\"$CLIENTS\" BENCH_CONNS=$CONNS BENCH_FAILOVERS=$FAILOVERS BENCH_MIRROR_CLIENTS=$MIRROR_CLIENTS BENCH_UNPLANNED_ROUNDS=$UNPLANNED_ROUNDS)"
 )
 printf '  %s\n' "${facts[@]}"
 
@@ -266,6 +273,14 @@ mirror_wait "$A" "$B" "$C" >/dev/null
 record "$LIMIT" "$BIN/failoverbench" lag --members "$A,$B,$C" --mirror MIR --async C --clients "$MIRROR_CLIENTS" \
   --conns "$CONNS" --duration "${DURATION}s" --warmup "${WARMUP}s" --json
 stop_members
+
+step "unplanned failover (QoS $QOS): $UNPLANNED_ROUNDS × SIGKILL, SIGSTOP, isolation"
+# failoverbench starts the arbiter and both members itself (127.0.0.10–12), each member reaching the other and the
+# arbiter through its fault proxies, with their data and logs here; it stops them all before it exits.
+unplanned="$work/unplanned"
+logs+=("$unplanned/arbiter.log" "$unplanned/A.log" "$unplanned/B.log")
+record "$UNPLANNED_LIMIT" "$BIN/failoverbench" unplanned --member-bin "$member" --dir "$unplanned" --qos "$QOS" \
+  --rounds "$UNPLANNED_ROUNDS" --conns "$CONNS" --warmup "${WARMUP}s" --json
 
 max_clients=0
 for n in $CLIENTS; do [ "$n" -gt "$max_clients" ] && max_clients=$n; done

@@ -67,7 +67,9 @@ func (c *cli) run() error {
 	var tables strings.Builder
 	writeResults(&tables, res)
 	writeMirroring(&tables, res)
+	writeUnplanned(&tables, res.unplanned)
 	targets := append(judge(res, c.TargetClients), judgeMirroring(res, c.TargetClients)...)
+	targets = append(targets, judgeUnplanned(res.unplanned)...)
 	writeTargets(&tables, targets)
 	doc.WriteString(tables.String())
 	if err := os.WriteFile(c.Out, []byte(doc.String()), 0o644); err != nil {
@@ -106,7 +108,7 @@ const (
 
 // results holds one run's summaries: the two systems by client count, the fsync baseline and, when the run measured it,
 // the stricter preallocated-fdatasync baseline; and the mirroring results: both systems with a synchronous copy by
-// client count, the planned failovers and the async's lag.
+// client count, the planned failovers and the async's lag; and the unplanned failovers.
 type results struct {
 	clients    []int
 	mirrorkit  map[int]latency.Summary
@@ -117,6 +119,7 @@ type results struct {
 	standby    map[int]latency.Summary
 	failover   *mirrorresult.Failover
 	lag        *mirrorresult.AsyncLag
+	unplanned  *mirrorresult.Unplanned
 }
 
 // ErrMissingResult is returned when a run lacks a figure every report needs.
@@ -154,6 +157,15 @@ func readResults(r io.Reader) (results, error) {
 			}
 			res.lag = &mirrorresult.AsyncLag{}
 			if err := json.Unmarshal(sc.Bytes(), res.lag); err != nil {
+				return results{}, fmt.Errorf("line %d: %w", line, err)
+			}
+			continue
+		case mirrorresult.SystemUnplanned:
+			if res.unplanned != nil {
+				return results{}, fmt.Errorf("line %d: second unplanned failover result", line)
+			}
+			res.unplanned = &mirrorresult.Unplanned{}
+			if err := json.Unmarshal(sc.Bytes(), res.unplanned); err != nil {
 				return results{}, fmt.Errorf("line %d: %w", line, err)
 			}
 			continue

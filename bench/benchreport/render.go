@@ -10,7 +10,8 @@ func writeHeader(b *strings.Builder, c *cli, res results, facts []fact, pgScript
 
 Durable commits per second and commit latency of a mirrorkit member, side by side with PostgreSQL and with the raw rate of
 one fsync per commit; the same with a synchronous copy (mirrorkit with an Active backup, PostgreSQL with a synchronous
-standby); the client-visible pause of planned failovers under load; and a DR async's lag under full commit load. All are
+standby); the client-visible pause of planned failovers under load; a DR async's lag under full commit load; and the
+application-visible unavailability of automatic failovers when the primary is killed, stopped or isolated. All are
 measured in the same run on the same machine and the same filesystem. The machine is shared and noisy, so read the
 **ratios** against the baselines of the same run rather than the absolute figures.
 
@@ -51,6 +52,7 @@ acknowledged, and the point is measured for %s after a %s warmup. Keys are rando
   for information.
 `, c.Duration, c.Warmup, c.Duration, c.Warmup, c.Conns, c.PgbenchArgs, indent(pgScript, "  "))
 	writeMirroringMethod(b, c, res)
+	writeUnplannedMethod(b, res.unplanned)
 	b.WriteString(`
 ## Environment
 

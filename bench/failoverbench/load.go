@@ -47,6 +47,9 @@ type load struct {
 	wg     sync.WaitGroup
 	calls  [][]call
 	errs   [][]callError
+	// ackedStart is the latest start, as an offset from the load's start, of any acknowledged call: while the load runs
+	// it tells whether a call sent after some instant has been acknowledged.
+	ackedStart atomic.Int64
 }
 
 // startLoad starts clients goroutines writing 100-byte values under random subscripts of global ("k" and 16 hex digits).
@@ -87,6 +90,9 @@ func (l *load) client(ctx context.Context, i int, rng *rand.Rand) {
 		c.end = l.now()
 		if err == nil {
 			calls = append(calls, c)
+			for at := l.ackedStart.Load(); int64(c.start) > at && !l.ackedStart.CompareAndSwap(at, int64(c.start)); {
+				at = l.ackedStart.Load()
+			}
 			continue
 		}
 		if ctx.Err() != nil {
@@ -101,6 +107,9 @@ func (l *load) client(ctx context.Context, i int, rng *rand.Rand) {
 		t.Stop()
 	}
 }
+
+// ackedSince reports whether a call sent after t (an offset from the load's start) has been acknowledged.
+func (l *load) ackedSince(t time.Duration) bool { return time.Duration(l.ackedStart.Load()) > t }
 
 // stop lets every client finish the call it has in flight (none is cancelled, so no error comes from stopping) and
 // returns the acknowledged calls ordered by acknowledgement, and the errors ordered by time.

@@ -4,10 +4,15 @@
 //   - failover: planned failovers (`member mirror failover`) while clients write through one mirror-aware client, each
 //     round's client-visible pause, and every client error (there must be none);
 //   - lag: an async member's lag behind the primary's durable journal while clients commit at full load, sampled from
-//     the primary's Mirror Monitor.
+//     the primary's Mirror Monitor;
+//   - unplanned: automatic failovers of a mirror it makes itself (an arbiter and two failover members, processes of the
+//     member binary, each member reaching the other and the arbiter through fault proxies in this process): rounds of
+//     the primary killed, stopped or isolated while clients write, each round's application-visible unavailability,
+//     and every acknowledged write read back at the end.
 //
-// It reads the members' state only through their admin APIs and changes it only through the member command line, as an
-// operator would; it never touches their data directories.
+// wait, failover and lag read the members' state only through their admin APIs and change it only through the member
+// command line, as an operator would. unplanned owns the processes, data directories and proxies of the mirror it
+// makes, and stops them before it exits; it never touches a mirror it did not make.
 package main
 
 import (
@@ -25,6 +30,8 @@ type cli struct {
 	Wait     waitCmd     `cmd:"" help:"Wait until every backup is Active and every async caught up; print the primary's data address."`
 	Failover failoverCmd `cmd:"" help:"Planned failovers under load: the client-visible pause of each, and client errors."`
 	Lag      lagCmd      `cmd:"" help:"An async member's lag behind the primary while clients commit at full load."`
+	// Unlike the commands above, which are given a running mirror, unplanned makes its own: its faults kill processes.
+	Unplanned unplannedCmd `cmd:"" help:"Unplanned failovers (the primary killed, stopped or isolated) under load, with an arbiter: the unavailability of each."`
 }
 
 // mirrorFlags name the mirror under test.
@@ -57,7 +64,7 @@ func main() {
 	var c cli
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	kctx := kong.Parse(&c, kong.Name("failoverbench"),
-		kong.Description("Measure planned failovers and async lag of a running mirror under commit load."),
+		kong.Description("Measure planned failovers and async lag of a running mirror under commit load, and unplanned failovers of a mirror made for it."),
 		kong.BindTo(ctx, (*context.Context)(nil)))
 	err := kctx.Run()
 	stop()

@@ -1,6 +1,6 @@
-// Package mirrorresult is the JSON form of the mirroring benchmarks' results — planned failovers under load and an async
-// member's lag under full commit load — written by bench/failoverbench and read by bench/benchreport, so that both agree
-// on one shape. It owns only these types and their encoding; it must not run or time anything itself.
+// Package mirrorresult is the JSON form of the mirroring benchmarks' results — planned failovers under load, an async
+// member's lag under full commit load and unplanned failovers (a primary killed, stopped or isolated) — written by
+// bench/failoverbench and read by bench/benchreport, so that both agree on one shape. It owns only these types and their encoding; it must not run or time anything itself.
 package mirrorresult
 
 import (
