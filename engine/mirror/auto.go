@@ -725,6 +725,11 @@ func (mir *Mirror) fetchFromAgent(ctx context.Context, ac *agent.Client, member 
 	for {
 		from := mir.jrn.AppendedEnd()
 		frames, end, err := ac.Journal(ctx, member, mir.name, from)
+		if errors.Is(err, journal.ErrBadPosition) {
+			// Its journal on disk ends before this member's (records shipped before its crash lost them): nothing to take.
+			mir.log.Warn().Err(err).Str("member", member).Msg("the old primary's journal holds nothing beyond this member's")
+			break
+		}
 		if err != nil {
 			return err
 		}

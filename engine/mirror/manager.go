@@ -156,6 +156,12 @@ func (m *Manager) Stop(ctx context.Context, handoff bool) {
 		mir.stop()
 	}
 	m.wg.Wait()
+	m.mu.Lock()
+	for addr, c := range m.arbiters {
+		c.Close()
+		delete(m.arbiters, addr)
+	}
+	m.mu.Unlock()
 }
 
 // CloseJournals closes every mirror journal; call after the store is closed (its flushes sync these journals).
