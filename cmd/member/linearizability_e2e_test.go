@@ -24,8 +24,9 @@ type regInput struct {
 }
 
 type regOutput struct {
-	value string // get: the value read ("" = absent)
-	ok    bool   // cas: swapped
+	value   string // get: the value read ("" = absent)
+	ok      bool   // cas: swapped
+	unknown bool   // put, cas: the call failed, so it may or may not have taken effect (recorded as never returning)
 }
 
 // registerModel is a set of independent registers (one per key), each starting absent.
@@ -52,14 +53,17 @@ var registerModel = porcupine.Model{
 			return true, in.value
 		default:
 			if cur == in.expect {
-				return out.ok, in.value
+				return out.ok || out.unknown, in.value
 			}
-			return !out.ok, cur
+			return !out.ok || out.unknown, cur
 		}
 	},
 	Equal: func(a, b any) bool { return a == b },
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(regInput), output.(regOutput)
+		if out.unknown {
+			return fmt.Sprintf("%s(%d %q %q) -> unknown", in.op, in.key, in.value, in.expect)
+		}
 		return fmt.Sprintf("%s(%d %q %q) -> %q %v", in.op, in.key, in.value, in.expect, out.value, out.ok)
 	},
 }

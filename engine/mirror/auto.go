@@ -586,7 +586,7 @@ func (mir *Mirror) depose(epoch uint64, primary, why string) {
 	mir.mu.Unlock()
 	mir.log.Warn().Uint64("epoch", epoch).Str("new_primary", primary).Str("why", why).Msg("deposed: another member is primary in a later epoch; rejoining as backup")
 	go func() {
-		if err := mir.stepDown(epoch, primary, nil); err != nil {
+		if err := mir.stepDown(primary, nil); err != nil {
 			mir.log.Error().Err(err).Msg("stepping down")
 		}
 	}()

@@ -78,15 +78,15 @@ func (mir *Mirror) Failover(ctx context.Context) error {
 	case done = <-ch:
 	case <-time.After(2 * qos):
 		// The backup may or may not have taken over: this member must not continue as primary on its own.
-		return mir.stepDown(0, r.name, fmt.Errorf("mirror %s: no answer from %s to the handoff within %s", mir.name, r.name, 2*qos))
+		return mir.stepDown(r.name, fmt.Errorf("mirror %s: no answer from %s to the handoff within %s", mir.name, r.name, 2*qos))
 	case <-ctx.Done():
-		return mir.stepDown(0, r.name, ctx.Err())
+		return mir.stepDown(r.name, ctx.Err())
 	}
 	if done.Err != "" {
 		mir.abandon()
 		return fmt.Errorf("mirror %s: backup %s refused the handoff: %s", mir.name, r.name, done.Err)
 	}
-	if err := mir.stepDown(done.NewEpoch, r.name, nil); err != nil {
+	if err := mir.stepDown(r.name, nil); err != nil {
 		return err
 	}
 	mir.log.Info().Str("new_primary", r.name).Uint64("epoch", done.NewEpoch).Dur("took", time.Since(started)).Msg("planned failover done; this member is now backup")
@@ -104,18 +104,16 @@ func (mir *Mirror) abandon() {
 	mir.mu.Unlock()
 }
 
-// stepDown makes this member a backup of newPrimary (in newEpoch when known) and restarts it in that role. Writes that were
-// waiting are refused with the new primary's address.
-func (mir *Mirror) stepDown(newEpoch uint64, newPrimary string, cause error) error {
+// stepDown makes this member a backup of newPrimary and restarts it in that role. Writes that were waiting are refused with
+// the new primary's address. Only the primary is recorded: the epoch and the rest of the configuration (its epoch history
+// above all) come from the new primary, which owns them, as soon as this member streams from it — a configuration of a
+// later epoch is always taken.
+func (mir *Mirror) stepDown(newPrimary string, cause error) error {
 	mir.mu.Lock()
 	cancel := mir.cancel
 	st := mir.st
 	st.Config = st.Config.clone()
 	st.Config.Primary = newPrimary
-	if newEpoch > st.Config.Epoch {
-		st.Config.Epoch = newEpoch
-	}
-	st.Config.Version++
 	err := mir.saveLocked(st)
 	mir.role = mir.roleFromConfig()
 	mir.blocked = false

@@ -337,7 +337,8 @@ func (mir *Mirror) applyConfigValue(cfg Config) error {
 	mir.mu.Lock()
 	defer mir.mu.Unlock()
 	old := mir.st.Config
-	if cfg.Name != mir.name || cfg.Version <= old.Version && cfg.Epoch <= old.Epoch {
+	// The primary of a later epoch owns the configuration whatever its version; within an epoch, versions order it.
+	if cfg.Name != mir.name || cfg.Epoch < old.Epoch || cfg.Epoch == old.Epoch && cfg.Version <= old.Version {
 		return nil
 	}
 	st := mir.st
