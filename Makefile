@@ -8,7 +8,7 @@ TOOLS      := $(CURDIR)/.tools
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 FUZZTIME   ?= 20s
 
-.PHONY: all build test test-short demo bench fuzz lint tools chromium clean
+.PHONY: all build test test-short demo bench longfaults fuzz lint tools chromium clean
 
 all: build
 
@@ -28,6 +28,10 @@ demo: build
 
 bench: build
 	./scripts/bench.sh
+
+# The long linearizability run under faults (200 rounds, about 15 minutes), recorded in bench/longfaults.md for BENCHMARKS.md.
+longfaults:
+	./scripts/longfaults.sh
 
 # Each fuzz target for FUZZTIME (go test runs one fuzz target at a time).
 fuzz:

@@ -380,7 +380,10 @@ step "results"
 # Other work on a shared machine shows here; a high figure explains a noisy run.
 facts+=("Load average (1, 5, 15 min) at the end=$(cut -d' ' -f1-3 /proc/loadavg)")
 report_status=0
-"$BIN/benchreport" --results "$work/results.jsonl" --out "$OUT" \
+includes=()
+# The long linearizability run under faults is recorded by `make longfaults`, not by this script.
+[ -f bench/longfaults.md ] && includes+=(--include bench/longfaults.md)
+"$BIN/benchreport" --results "$work/results.jsonl" --out "$OUT" "${includes[@]}" \
   --duration "${DURATION}s" --warmup "${WARMUP}s" --conns "$CONNS" --qos "$QOS" \
   --pgbench-script "$work/upsert.sql" --pgbench-args="-n -M prepared -f upsert.sql -c N -j min(N, nproc) -T $DURATION --log" \
   "${facts[@]/#/--fact=}" || report_status=$?

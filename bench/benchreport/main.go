@@ -31,6 +31,7 @@ type cli struct {
 	PgbenchScript string        `required:"" type:"existingfile" help:"The pgbench custom script that was run."`
 	PgbenchArgs   string        `required:"" help:"The pgbench options used, with N for the client count."`
 	TargetClients int           `default:"64" help:"Client count the targets are judged at."`
+	Include       []string      `type:"existingfile" help:"A Markdown file appended to the report as it is (a result recorded by another run, e.g. bench/longfaults.md); repeatable."`
 }
 
 func main() {
@@ -71,6 +72,14 @@ func (c *cli) run() error {
 	targets := append(judge(res, c.TargetClients), judgeMirroring(res, c.TargetClients)...)
 	targets = append(targets, judgeUnplanned(res.unplanned)...)
 	writeTargets(&tables, targets)
+	for _, path := range c.Include {
+		part, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("include: %w", err)
+		}
+		tables.WriteString("\n")
+		tables.Write(part)
+	}
 	doc.WriteString(tables.String())
 	if err := os.WriteFile(c.Out, []byte(doc.String()), 0o644); err != nil {
 		return fmt.Errorf("write report: %w", err)
