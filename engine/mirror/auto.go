@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/agent"
@@ -50,10 +51,11 @@ type failoverState struct {
 	deposed      bool // another member is primary in a later epoch: this one never acknowledges again
 
 	// Backup.
-	flags        uint8     // wire.State* flags as last told by the primary
-	primaryHeard time.Time // last frame from the primary (or when the receiver started)
-	takingOver   bool
-	blockedWhy   string // why this backup does not take over although it lost the primary
+	flags         uint8     // wire.State* flags as last told by the primary
+	primaryHeard  time.Time // last frame from the primary (or when the receiver started)
+	takingOver    bool
+	blockedWhy    string    // why this backup does not take over although it lost the primary
+	blockedLogged time.Time // when a reason was last logged
 
 	// Counters for status and metrics.
 	failovers map[string]uint64 // by how this member became primary: planned, arbiter, agent, forced, promoted
@@ -617,8 +619,12 @@ func (mir *Mirror) backupTick(ctx context.Context) bool {
 	block := func(why string) bool {
 		mir.mu.Lock()
 		if fo.blockedWhy != why {
-			if why != "" {
+			// Reasons carry figures that change at each round: log a new kind of reason at once, the same kind once per QoS.
+			kind, _, _ := strings.Cut(why, ":")
+			oldKind, _, _ := strings.Cut(fo.blockedWhy, ":")
+			if why != "" && (kind != oldKind || now.Sub(fo.blockedLogged) >= qos) {
 				mir.log.Warn().Str("why", why).Msg("lost the primary but not taking over")
+				fo.blockedLogged = now
 			}
 			fo.blockedWhy = why
 			mir.notifyLocked()

@@ -36,11 +36,17 @@ type RollbackRecord struct {
 // requestRollback records that this member must cut its journal back to pos (the primary's fork point) and restarts the
 // role, which does it before anything reads the journal again.
 func (mir *Mirror) requestRollback(pos journal.Position, primary string) error {
+	already := false
 	if err := mir.update(func(st *localState) error {
+		already = st.RollbackTo != nil
 		st.RollbackTo = &pos
 		return nil
 	}); err != nil {
 		return err
+	}
+	if already {
+		// The role is already restarting for it.
+		return fmt.Errorf("rolling back to %s before streaming from %s", pos, primary)
 	}
 	mir.log.Warn().Str("primary", primary).Str("fork", pos.String()).Str("end", mir.jrn.AppendedEnd().String()).
 		Msg("this member's journal holds records the primary does not; rolling them back")
