@@ -193,7 +193,9 @@ function mirrorSection(st, now) {
   const samples = record(st, now);
   const primary = st.primary ? `${st.primary} (${st.primary_addr || "address unknown"})` : "none known";
   const mode = [`Arbiter: ${st.arbiter || "no arbiter"}`, `Failover mode: ${st.failover_mode || "—"}`];
+  if (st.arbiter_connection) mode.push(st.arbiter_connection);
   if (st.no_failover) mode.push("No-failover set");
+  const failovers = Object.entries(st.failovers || {}).map(([how, n]) => `${how} ${n}`).join(", ");
   const onPrimary = st.role === "primary";
   const hid = "mirror-" + st.mirror + "-title";
   return el("section", { class: "mirror", id: "mirror-" + st.mirror, "data-mirror": st.mirror, "data-role": st.role, "aria-labelledby": hid },
@@ -206,6 +208,10 @@ function mirrorSection(st, now) {
       fact("TLS required", "tls", st.require_tls ? "yes" : "no"),
       fact("Mirror journal", "journal", `${st.journal_first || "—"} to ${st.journal_end || "—"}`)),
     el("p", { class: "mode", "data-field": "mode" }, mode.join(" · ")),
+    st.trouble ? el("p", { class: "trouble", "data-field": "trouble" }, `${st.member}: ${st.trouble}`) : null,
+    st.takeover ? el("p", { class: "trouble", "data-field": "takeover" }, `${st.member} lost the primary and does not take over: ${st.takeover}`) : null,
+    (failovers || st.trouble_episodes) ? el("p", { class: "mode", "data-field": "failovers" },
+      `${st.member} became primary by failover: ${failovers || "never"} · In Trouble ${st.trouble_episodes || 0} times`) : null,
     el("h3", {}, "Members"),
     membersTable(st),
     pendingList(st),
