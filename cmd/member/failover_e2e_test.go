@@ -18,6 +18,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 	"github.com/mirrorkit/mirrorkit/internal/testcluster"
+	"github.com/mirrorkit/mirrorkit/internal/testpki"
 )
 
 // failoverQoS is the QoS timeout of the automatic failover tests: the value MIRRORING.md recommends on a LAN, short enough
@@ -565,4 +566,30 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestTLSMirrorFailsOverThroughTLSArbiter: in a mirror that requires TLS, the members reach the arbiter with their
+// certificates, and a killed primary is replaced as in a plain mirror.
+func TestTLSMirrorFailsOverThroughTLSArbiter(t *testing.T) {
+	pki := testpki.New(t)
+	c := testcluster.New(t)
+	arb := c.StartArbiterTLS(pki.Issue(t, "arbiter"))
+	A := c.AddTLS("A", pki.Issue(t, "A"))
+	B := c.AddTLS("B", pki.Issue(t, "B"))
+	defer dumpLogs(t, c)
+	c.Start()
+	f := &arbitrated{c: c, arb: arb}
+	mustNode(t, A, "mirror", "create", "MIR", "--qos", failoverQoS.String(), "--require-tls", "--arbiter", arb.Addr)
+	dn, err := wire.CertDN(B.TLS.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustNode(t, A, "mirror", "authorize", "MIR", "--dn", dn)
+	mustNode(t, B, "mirror", "join", "MIR", "--primary", A.Addr, "--as", "failover")
+	f.waitMode(t, "A", mirror.ModeArbiter.String())
+	f.waitMode(t, "B", mirror.ModeArbiter.String())
+	A.Kill()
+	f.waitPrimary(t, "B", 1)
+	A.Restart()
+	f.waitOwnStatus(t, "A", mirror.StatusBackup)
 }

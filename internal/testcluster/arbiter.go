@@ -6,6 +6,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/mirrorkit/mirrorkit/engine/wire"
 	"github.com/mirrorkit/mirrorkit/internal/faultproxy"
 	"github.com/mirrorkit/mirrorkit/internal/memberproc"
 )
@@ -21,6 +22,7 @@ type Arbiter struct {
 	Addr    string
 	DataDir string
 	c       *Cluster
+	tls     wire.TLSFiles
 
 	mu   sync.Mutex
 	proc *memberproc.Process
@@ -30,12 +32,19 @@ type Arbiter struct {
 // (every member's configuration carries it). Create the mirror with `--arbiter` a.Addr.
 func (c *Cluster) StartArbiter() *Arbiter {
 	c.tb.Helper()
+	return c.StartArbiterTLS(wire.TLSFiles{})
+}
+
+// StartArbiterTLS starts the arbiter speaking mutual TLS with the given certificate files (empty: as StartArbiter); members
+// then authenticate with their own certificates.
+func (c *Cluster) StartArbiterTLS(files wire.TLSFiles) *Arbiter {
+	c.tb.Helper()
 	c.mu.Lock()
 	if c.arbiter != nil {
 		c.mu.Unlock()
 		c.tb.Fatalf("testcluster: the cluster already has an arbiter")
 	}
-	a := &Arbiter{Addr: memberproc.FreeAddr(c.tb, arbiterIP), DataDir: c.tb.TempDir(), c: c}
+	a := &Arbiter{Addr: memberproc.FreeAddr(c.tb, arbiterIP), DataDir: c.tb.TempDir(), c: c, tls: files}
 	c.arbiter = a
 	c.mu.Unlock()
 	a.start()
@@ -44,8 +53,11 @@ func (c *Cluster) StartArbiter() *Arbiter {
 
 func (a *Arbiter) start() {
 	a.c.tb.Helper()
-	p := memberproc.StartProcess(a.c.tb, "arbiter serving", "arbiter", "--listen", a.Addr, "--data-dir", a.DataDir,
-		"--token", ArbiterToken, "--log-format", "json")
+	args := []string{"arbiter", "--listen", a.Addr, "--data-dir", a.DataDir, "--token", ArbiterToken, "--log-format", "json"}
+	if a.tls.Enabled() {
+		args = append(args, "--tls-cert", a.tls.Cert, "--tls-key", a.tls.Key, "--tls-ca", a.tls.CA)
+	}
+	p := memberproc.StartProcess(a.c.tb, "arbiter serving", args...)
 	a.mu.Lock()
 	a.proc = p
 	a.mu.Unlock()
