@@ -584,6 +584,9 @@ func TestTLSMirrorFailsOverThroughTLSArbiter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if r := B.CLI(t, "mirror", "join", "MIR", "--primary", A.Addr, "--as", "failover"); r.ExitCode != 1 || !strings.Contains(r.Stderr, "pending") {
+		t.Fatalf("join before authorization: exit %d %s", r.ExitCode, r.Stderr)
+	}
 	mustNode(t, A, "mirror", "authorize", "MIR", "--dn", dn)
 	mustNode(t, B, "mirror", "join", "MIR", "--primary", A.Addr, "--as", "failover")
 	f.waitMode(t, "A", mirror.ModeArbiter.String())
