@@ -396,6 +396,23 @@ func TestLinearizableUnderFaults(t *testing.T) {
 // t.TempDir would be removed with it) and logs its path.
 func visualize(t *testing.T, history []porcupine.Operation) {
 	t.Helper()
+	// The offending register, on its own: its operations fit in the log, where the whole history would not.
+	for _, part := range registerModel.Partition(history) {
+		if porcupine.CheckOperations(registerModel, part) {
+			continue
+		}
+		sort.Slice(part, func(i, j int) bool { return part[i].Call < part[j].Call })
+		lines := make([]string, 0, len(part))
+		for _, op := range part {
+			lines = append(lines, fmt.Sprintf("client %d: %.3fs .. %.3fs: %s", op.ClientId, float64(op.Call)/1e9, float64(op.Return)/1e9,
+				registerModel.DescribeOperation(op.Input, op.Output)))
+		}
+		if len(lines) > 400 {
+			lines = append(lines[:400], fmt.Sprintf("… %d more", len(part)-400))
+		}
+		t.Errorf("register %d is not linearizable; its %d operations by call time:\n%s", part[0].Input.(regInput).key, len(part), strings.Join(lines, "\n"))
+		break
+	}
 	_, info := porcupine.CheckOperationsVerbose(registerModel, history, 120*time.Second)
 	dir, err := os.MkdirTemp("", "nemesis-porcupine-")
 	if err != nil {

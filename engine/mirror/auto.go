@@ -40,15 +40,16 @@ type failoverState struct {
 	arbErr   string       // why the last report failed ("" when it did not)
 
 	// Primary.
-	mode         Mode      // the mode this primary runs in
-	trouble      bool      // In Trouble: no commits are acknowledged and no reads served
-	troubleSince time.Time // when the Active backup was lost
-	troubleMode  Mode      // the mode the lost backup last acknowledged: decides how the trouble ends
-	troubleWhy   string
-	continued    uint64 // epoch in which the arbiter let this primary continue without its backup
-	waiting      bool   // restarted as primary, not yet confirmed that no other member took over
-	waitWhy      string
-	deposed      bool // another member is primary in a later epoch: this one never acknowledges again
+	mode          Mode      // the mode this primary runs in
+	trouble       bool      // In Trouble: no commits are acknowledged and no reads served
+	troubleSince  time.Time // when the Active backup was lost
+	troubleMode   Mode      // the mode the lost backup last acknowledged: decides how the trouble ends
+	troubleWhy    string
+	continued     uint64 // epoch in which the arbiter let this primary continue without its backup
+	rejoinPending bool   // the backup is Active again: the arbiter must be told (Rejoined)
+	waiting       bool   // restarted as primary, not yet confirmed that no other member took over
+	waitWhy       string
+	deposed       bool // another member is primary in a later epoch: this one never acknowledges again
 
 	// Backup.
 	flags         uint8     // wire.State* flags as last told by the primary
@@ -166,8 +167,8 @@ func (mir *Mirror) leaseLocked(now time.Time) bool {
 		return true
 	}
 	heard := fo.arbHeard
-	if !r.ended() && r.lastSeen.After(heard) {
-		heard = r.lastSeen
+	if !r.ended() && r.followedAt.After(heard) {
+		heard = r.followedAt
 	}
 	return now.Sub(heard) < cfg.QoS.Duration/2
 }
@@ -280,12 +281,22 @@ func (mir *Mirror) runArbiterReports(ctx context.Context) {
 					mir.log.Info().Str("arbiter", addr).Msg("arbiter contact restored")
 				}
 				mir.fo.arbErr = ""
-				mir.fo.arbHeard = sent
+				later := v.Epoch > rep.Epoch && v.Primary != "" && v.Primary != mir.mgr.opts.Self
+				if !later || mir.role != RolePrimary {
+					// For a primary the arbiter's answer counts as contact (its lease) only when it does not record
+					// another member as primary in a later epoch.
+					mir.fo.arbHeard = sent
+				}
 				if v.Epoch != mir.fo.arbView.Epoch || v.PeerSeen != mir.fo.arbView.PeerSeen {
 					mir.fo.kickNow()
 				}
 				mir.fo.arbView = v
 				mir.notifyLocked()
+				if later && mir.role == RolePrimary && rep.Primary {
+					mir.mu.Unlock()
+					mir.depose(v.Epoch, v.Primary, fmt.Sprintf("the arbiter records %s as primary in epoch %d", v.Primary, v.Epoch))
+					mir.mu.Lock()
+				}
 			}
 			mir.mu.Unlock()
 		}
@@ -338,12 +349,18 @@ func (mir *Mirror) primaryTick(ctx context.Context) bool {
 	var flags uint8
 	if r != nil {
 		flags = mir.stateFlagsLocked(r)
-		if flags != r.told || now.Sub(r.toldAt) > qos/2 {
+		// Sent often, so its echo keeps the lease (QoS/2) fresh with a margin.
+		if flags != r.told || now.Sub(r.toldAt) >= max(qos/8, 25*time.Millisecond) {
 			send, r.told, r.toldAt = r, flags, now
 		}
 	}
-	// A backup that is Active again after the arbiter let this member continue without it may take over again.
-	rejoin := r != nil && r.active && fo.continued == epoch && mir.arbiterFreshLocked(now)
+	// A backup that is Active again after the arbiter let this member continue without it may take over again once the
+	// arbiter knows: this member holds its lease again from now on (before asking, since the answer may be lost), and asks
+	// until the arbiter has recorded it.
+	if r != nil && r.active && fo.continued == epoch {
+		fo.continued, fo.rejoinPending = 0, true
+	}
+	rejoin := fo.rejoinPending && mir.arbiterFreshLocked(now)
 	waiting, trouble := fo.waiting, fo.trouble
 	troubleMode, troubleSince := fo.troubleMode, fo.troubleSince
 	self := mir.mgr.opts.Self
@@ -355,15 +372,15 @@ func (mir *Mirror) primaryTick(ctx context.Context) bool {
 	mir.mu.Unlock()
 
 	if send != nil {
-		s := wire.MirrorState{Epoch: epoch, Flags: flags}
+		s := wire.MirrorState{Epoch: epoch, Flags: flags, SentUnixNano: now.UnixNano()}
 		send.conn.WriteFrame(wire.Frame{Kind: wire.KindMirrorState, Payload: wire.EncodeMirrorState(nil, &s)})
 	}
 	if rejoin {
 		if d, err := mir.arbiterDecide(ctx, arbAddr, qos, func(c *arbiter.Client, ctx context.Context) (arbiter.Decision, error) {
 			return c.Rejoined(ctx, arbiter.RejoinedRequest{Mirror: mir.name, Member: self, Epoch: epoch})
-		}); err == nil && d.Granted {
+		}); err == nil && (d.Granted || d.Epoch != epoch) {
 			mir.mu.Lock()
-			fo.continued = 0
+			fo.rejoinPending = false
 			mir.mu.Unlock()
 		}
 	}
@@ -583,6 +600,7 @@ func (mir *Mirror) depose(epoch uint64, primary, why string) {
 		mir.mu.Unlock()
 		return
 	}
+	// From now on this member refuses every read and every acknowledgement; stepping down follows.
 	mir.fo.deposed = true
 	mir.notifyLocked()
 	mir.mu.Unlock()

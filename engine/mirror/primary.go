@@ -38,6 +38,10 @@ type replica struct {
 	echo           uint8     // backup: the wire.State* flags it last echoed (the mode it acts in if it loses this primary)
 	told           uint8     // backup: the flags last sent to it
 	toldAt         time.Time // when they were sent
+	// followedAt is when this primary sent the latest state the backup echoed: at that time (this member's clock), the
+	// backup still followed it. The primary's lease counts from it, never from when a frame arrived (a frame read late —
+	// after a pause, from a socket buffer — proves nothing about now).
+	followedAt time.Time
 }
 
 func (r *replica) close() {
@@ -344,6 +348,9 @@ func (mir *Mirror) readReplica(r *replica, qos time.Duration) error {
 			}
 			mir.mu.Lock()
 			r.echo, r.lastSeen = ms.Flags, now
+			if sent := time.Unix(0, ms.SentUnixNano); sent.After(r.followedAt) && !sent.After(now) {
+				r.followedAt = sent
+			}
 			mir.notifyLocked()
 			mir.mu.Unlock()
 		case wire.KindHandoffDone:

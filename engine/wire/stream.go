@@ -20,7 +20,7 @@ import (
 //	Heartbeat    = 1 | epoch uvarint | time | end pos
 //	Handoff      = 1 | epoch uvarint | end pos
 //	HandoffDone  = 1 | newEpoch uvarint | err str
-//	MirrorState  = 1 | epoch uvarint | flags u8 (1 active, 2 arbiter mode, 4 no-failover)
+//	MirrorState  = 1 | epoch uvarint | flags u8 (1 active, 2 arbiter mode, 4 no-failover) | sent time
 //
 // StreamAccept.From may be before the replica's StreamStart.From: the replica holds records of an older epoch that the
 // primary's journal does not have (a former primary's divergent tail), and must cut its journal back to From first.
@@ -88,12 +88,14 @@ type Heartbeat struct {
 	End      Position
 }
 
-// MirrorState is what the primary tells its backup about failover, whenever it changes: whether the backup is Active,
-// the failover mode, and the primary's no-failover flag. The backup echoes the flags it holds, so the primary knows which
-// mode the backup will act in if they lose each other.
+// MirrorState is what the primary tells its backup about failover, whenever it changes and every few heartbeats: whether
+// the backup is Active, the failover mode, and the primary's no-failover flag. The backup echoes it as it is, so the
+// primary knows which mode the backup will act in if they lose each other, and — by SentUnixNano, the primary's own clock
+// when it sent the state — since when the backup is known to have still followed it (the primary's lease).
 type MirrorState struct {
-	Epoch uint64
-	Flags uint8
+	Epoch        uint64
+	Flags        uint8
+	SentUnixNano int64
 }
 
 // MirrorState flags.
@@ -304,14 +306,15 @@ func DecodeHeartbeat(b []byte) (Heartbeat, error) {
 func EncodeMirrorState(dst []byte, s *MirrorState) []byte {
 	dst = append(dst, messageVersion)
 	dst = binary.AppendUvarint(dst, s.Epoch)
-	return append(dst, s.Flags)
+	dst = append(dst, s.Flags)
+	return appendTime(dst, s.SentUnixNano)
 }
 
 // DecodeMirrorState decodes a MirrorState; unknown flags are malformed.
 func DecodeMirrorState(b []byte) (MirrorState, error) {
 	d := decoder{what: "mirror state", b: b}
 	d.version()
-	s := MirrorState{Epoch: d.uvarint(), Flags: d.flags(stateFlags)}
+	s := MirrorState{Epoch: d.uvarint(), Flags: d.flags(stateFlags), SentUnixNano: d.time()}
 	if err := d.finish(); err != nil {
 		return MirrorState{}, err
 	}

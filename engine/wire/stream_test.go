@@ -60,7 +60,7 @@ func sampleStreamMessages() []any {
 		Ack{Epoch: 3, Durable: pos, Applied: Position{3, 41, 99}, UnixNano: math.MinInt64},
 		Heartbeat{},
 		MirrorState{},
-		MirrorState{Epoch: 9, Flags: StateActive | StateArbiterMode | StateNoFailover},
+		MirrorState{Epoch: 9, Flags: StateActive | StateArbiterMode | StateNoFailover, SentUnixNano: 1_750_000_000_123_456_789},
 		Heartbeat{Epoch: 3, UnixNano: math.MaxInt64, End: pos},
 		Handoff{Epoch: 3, End: pos},
 		HandoffDone{NewEpoch: 4},
@@ -146,8 +146,8 @@ func TestStreamDecodeRejects(t *testing.T) {
 		{"start huge codec list", startDec, hugeCodecs},
 		{"start non-minimal varint", startDec, []byte{messageVersion, 0x80, 0x00, 0, 0, 0, 0, 0, 0, 0}},
 		{"accept unknown codec", acceptDec, acceptCodec(3)},
-		{"mirror state unknown flag", stateDec, []byte{messageVersion, 1, 8}},
-		{"mirror state truncated", stateDec, []byte{messageVersion, 1}},
+		{"mirror state unknown flag", stateDec, []byte{messageVersion, 1, 8, 0, 0, 0, 0, 0, 0, 0, 0}},
+		{"mirror state truncated", stateDec, []byte{messageVersion, 1, 1, 0, 0, 0}},
 		{"batch unknown codec", batchDec, batch(JournalBatch{Codec: 7})},
 		{"batch records without bytes", batchDec, batch(JournalBatch{Records: 1})},
 		{"batch bytes without records", batchDec, batch(JournalBatch{RawLen: 1, Payload: []byte{1}})},
@@ -325,5 +325,5 @@ func randomHandoffDone(rng *rand.Rand) HandoffDone {
 }
 
 func randomMirrorState(rng *rand.Rand) MirrorState {
-	return MirrorState{Epoch: randomUint(rng), Flags: uint8(rng.IntN(8))}
+	return MirrorState{Epoch: randomUint(rng), Flags: uint8(rng.IntN(8)), SentUnixNano: int64(rng.Uint64())}
 }
