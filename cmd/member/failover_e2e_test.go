@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -595,4 +597,104 @@ func TestTLSMirrorFailsOverThroughTLSArbiter(t *testing.T) {
 	f.waitPrimary(t, "B", 1)
 	A.Restart()
 	f.waitOwnStatus(t, "A", mirror.StatusBackup)
+}
+
+// TestResumedPrimaryServesNoStaleRead: a primary paused past the QoS timeout is replaced; reads sent to it after the new
+// primary acknowledged a newer value — queued while it was paused, served the moment it resumes — must never return the
+// old value: its lease counts from what it sent, not from the frames it finds waiting when it wakes up.
+func TestResumedPrimaryServesNoStaleRead(t *testing.T) {
+	f := newArbitrated(t)
+	defer dumpLogs(t, f.c)
+	a, b := f.c.Node("A"), f.c.Node("B")
+	if e := rawOpTimeout(a.Addr, "APP", `^Stale(1)`, "old", 30*time.Second); e != nil {
+		t.Fatal(e)
+	}
+	a.Pause()
+	f.waitPrimary(t, "B", 1)
+	if e := rawOpTimeout(b.Addr, "APP", `^Stale(1)`, "new", 30*time.Second); e != nil {
+		t.Fatal(e)
+	}
+	// Every read below starts after "new" was acknowledged.
+	const readers = 16
+	results := make(chan string, readers)
+	var dialled atomic.Int32
+	for range readers {
+		go func() { results <- rawGetValue(a.Addr, "APP", `^Stale(1)`, 60*time.Second, func() { dialled.Add(1) }) }()
+	}
+	// Connected (the kernel accepts for the paused process); their handshakes and reads wait for it to wake up.
+	f.c.WaitFor(t, "reads connected to the paused primary", 10*time.Second, func() (bool, error) {
+		return dialled.Load() == readers, nil
+	})
+	a.Resume()
+	// And reads sent while it wakes up, until it has stepped down.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var stale atomic.Int32
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if rawGetValue(a.Addr, "APP", `^Stale(1)`, 10*time.Second, func() {}) == "old" {
+					stale.Add(1)
+				}
+			}
+		}()
+	}
+	for range readers {
+		if got := <-results; got == "old" {
+			stale.Add(1)
+		}
+	}
+	f.waitOwnStatus(t, "A", mirror.StatusBackup)
+	close(stop)
+	wg.Wait()
+	if n := stale.Load(); n > 0 {
+		t.Fatalf("the resumed, deposed primary served %d reads of the value the new primary had already replaced", n)
+	}
+}
+
+// rawGetValue reads one node over the bare protocol (no redirect is followed) and returns its value, or a description of
+// the refusal.
+func rawGetValue(addr, db, ref string, timeout time.Duration, connected func()) string {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	nc, err := wire.Dial(ctx, addr, nil)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	connected()
+	conn := wire.NewConn(nc, wire.DefaultMaxFrame)
+	defer conn.Close()
+	if _, err := wire.ClientHandshake(ctx, conn, wire.Hello{Purpose: wire.PurposeClient, Name: "raw"}); err != nil {
+		return "error: " + err.Error()
+	}
+	key, err := globals.Encode(globals.MustParse(ref))
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	req := wire.Request{DB: db, Ops: []wire.Op{{Kind: wire.OpGet, Key: key}}}
+	if err := conn.WriteFrame(wire.Frame{Kind: wire.KindRequest, ReqID: 1, Payload: wire.EncodeRequest(nil, &req)}); err != nil {
+		return "error: " + err.Error()
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+	fr, err := conn.ReadFrame()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	resp, err := wire.DecodeResponse(fr.Payload)
+	switch {
+	case err != nil:
+		return "error: " + err.Error()
+	case resp.Err != nil:
+		return "refused: " + resp.Err.Error()
+	case len(resp.Results) != 1:
+		return "error: no result"
+	}
+	return string(resp.Results[0].Value)
 }
