@@ -170,7 +170,8 @@ func (mir *Mirror) leaseLocked(now time.Time) bool {
 	if !r.ended() && r.followedAt.After(heard) {
 		heard = r.followedAt
 	}
-	return now.Sub(heard) < cfg.QoS.Duration/2
+	// Measured on the monotonic clock: both times were taken here with time.Now.
+	return time.Since(heard) < cfg.QoS.Duration/2
 }
 
 // mayActInArbiterMode reports whether the backup may act in Arbiter Controlled mode should it lose this primary: it said
@@ -347,11 +348,13 @@ func (mir *Mirror) primaryTick(ctx context.Context) bool {
 	}
 	var send *replica
 	var flags uint8
+	var sentNano int64
 	if r != nil {
 		flags = mir.stateFlagsLocked(r)
 		// Sent often, so its echo keeps the lease (QoS/2) fresh with a margin.
 		if flags != r.told || now.Sub(r.toldAt) >= max(qos/8, 25*time.Millisecond) {
 			send, r.told, r.toldAt = r, flags, now
+			sentNano = r.noteSentLocked(time.Now())
 		}
 	}
 	// A backup that is Active again after the arbiter let this member continue without it may take over again once the
@@ -372,7 +375,7 @@ func (mir *Mirror) primaryTick(ctx context.Context) bool {
 	mir.mu.Unlock()
 
 	if send != nil {
-		s := wire.MirrorState{Epoch: epoch, Flags: flags, SentUnixNano: now.UnixNano()}
+		s := wire.MirrorState{Epoch: epoch, Flags: flags, SentUnixNano: sentNano}
 		send.conn.WriteFrame(wire.Frame{Kind: wire.KindMirrorState, Payload: wire.EncodeMirrorState(nil, &s)})
 	}
 	if rejoin {

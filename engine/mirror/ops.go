@@ -300,7 +300,7 @@ func (mir *Mirror) SetNoFailover(on bool) error {
 	}
 	flags := mir.stateFlagsLocked(r)
 	r.told, r.toldAt = flags, mir.mgr.opts.Now()
-	s := wire.MirrorState{Epoch: mir.st.Config.Epoch, Flags: flags, SentUnixNano: r.toldAt.UnixNano()}
+	s := wire.MirrorState{Epoch: mir.st.Config.Epoch, Flags: flags, SentUnixNano: r.noteSentLocked(time.Now())}
 	if err := r.conn.WriteFrame(wire.Frame{Kind: wire.KindMirrorState, Payload: wire.EncodeMirrorState(nil, &s)}); err != nil {
 		return fmt.Errorf("mirror %s: no-failover is %v here, but telling the backup %s failed: %w", mir.name, on, r.name, err)
 	}

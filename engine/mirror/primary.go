@@ -42,6 +42,37 @@ type replica struct {
 	// backup still followed it. The primary's lease counts from it, never from when a frame arrived (a frame read late —
 	// after a pause, from a socket buffer — proves nothing about now).
 	followedAt time.Time
+	// sent maps the timestamps of the states sent and not yet echoed to the local (monotonic) time they were sent at, so
+	// the lease does not depend on the wall clock: guarded by the mirror's mu, oldest first.
+	sent []sentState
+}
+
+type sentState struct {
+	unixNano int64
+	at       time.Time
+}
+
+// noteSentLocked records a state sent to the backup at `at`, for its echo. Call with the mirror's mu held.
+func (r *replica) noteSentLocked(at time.Time) int64 {
+	if len(r.sent) >= 256 { // the backup is not echoing: forget the oldest
+		r.sent = r.sent[1:]
+	}
+	n := at.UnixNano()
+	r.sent = append(r.sent, sentState{unixNano: n, at: at})
+	return n
+}
+
+// echoedLocked moves followedAt to the local time the echoed state was sent at, if it is one this primary sent.
+func (r *replica) echoedLocked(unixNano int64) {
+	for i, s := range r.sent {
+		if s.unixNano == unixNano {
+			if s.at.After(r.followedAt) {
+				r.followedAt = s.at
+			}
+			r.sent = r.sent[i+1:]
+			return
+		}
+	}
 }
 
 func (r *replica) close() {
@@ -348,9 +379,7 @@ func (mir *Mirror) readReplica(r *replica, qos time.Duration) error {
 			}
 			mir.mu.Lock()
 			r.echo, r.lastSeen = ms.Flags, now
-			if sent := time.Unix(0, ms.SentUnixNano); sent.After(r.followedAt) && !sent.After(now) {
-				r.followedAt = sent
-			}
+			r.echoedLocked(ms.SentUnixNano)
 			mir.notifyLocked()
 			mir.mu.Unlock()
 		case wire.KindHandoffDone:
