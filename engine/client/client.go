@@ -34,8 +34,9 @@ const (
 	DefaultDialTimeout  = 5 * time.Second
 	DefaultRetryTimeout = 10 * time.Second
 	DefaultRetryBackoff = 10 * time.Millisecond
-	// MaxRetryBackoff caps the doubling of RetryBackoff (unless RetryBackoff itself is larger).
-	MaxRetryBackoff = 500 * time.Millisecond
+	// MaxRetryBackoff caps the doubling of RetryBackoff (unless RetryBackoff itself is larger): low enough that a client
+	// finds a new primary within a tenth of a second of its takeover.
+	MaxRetryBackoff = 100 * time.Millisecond
 )
 
 // maxPooledBuffer keeps one large request from pinning its encoding buffer in the pool.
@@ -51,7 +52,7 @@ type Options struct {
 
 	// Retry policy for finding the primary. Zero values mean defaults.
 	RetryTimeout time.Duration // total time one call may spend finding a primary and retrying (default 10s; the ctx deadline also bounds it)
-	RetryBackoff time.Duration // first backoff between rounds over the address list (default 10ms, doubling up to 500ms)
+	RetryBackoff time.Duration // first backoff between rounds over the address list (default 10ms, doubling up to 100ms)
 	// AttemptTimeout bounds the wait for one response (0: none). A member that does not answer within it is taken for hung
 	// or cut off: the connection is dropped and the call goes on to another member (re-sending only an idempotent
 	// request), so a hung primary costs a pause, not a stuck application. Set it above the mirror's QoS timeout.

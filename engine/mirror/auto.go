@@ -234,7 +234,15 @@ func (mir *Mirror) runFailover(ctx context.Context, role Role) {
 		if stop {
 			return
 		}
-		t := time.NewTimer(max(qos/10, 20*time.Millisecond))
+		// A backup that has lost its primary asks often: the arbiter grants the takeover the moment the primary has been
+		// silent for the QoS timeout, and every tick of delay is unavailability.
+		interval := max(qos/10, 20*time.Millisecond)
+		mir.mu.Lock()
+		if role == RoleBackup && mir.fo.blockedWhy != "" {
+			interval = min(interval, 25*time.Millisecond)
+		}
+		mir.mu.Unlock()
+		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
 		case <-kick:
