@@ -71,20 +71,6 @@ func newArbitratedOpts(t *testing.T, aArgs []string, agents bool, extra ...membe
 	return f
 }
 
-// local is the named member's own view of mirror MIR.
-func local(n *testcluster.Node) (mirror.Status, error) {
-	var sts []mirror.Status
-	if _, err := n.TryAdminGet("/api/v1/mirror/local", &sts); err != nil {
-		return mirror.Status{}, err
-	}
-	for _, st := range sts {
-		if st.Mirror == "MIR" {
-			return st, nil
-		}
-	}
-	return mirror.Status{}, fmt.Errorf("member %s reports no mirror MIR", n.Name)
-}
-
 // waitLocal waits until cond holds for the member's own view of the mirror.
 func (f *arbitrated) waitLocal(t *testing.T, name, desc string, cond func(mirror.Status) bool) mirror.Status {
 	t.Helper()

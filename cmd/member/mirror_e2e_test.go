@@ -104,9 +104,19 @@ func mustNode(t *testing.T, n *testcluster.Node, args ...string) string {
 	return r.Stdout
 }
 
+// monitor is the Mirror Monitor's view of mirror MIR on the member (merged with the primary's).
 func monitor(n *testcluster.Node) (mirror.Status, error) {
+	return mirrorStatus(n, "/api/v1/mirror/status")
+}
+
+// local is the member's own view of mirror MIR.
+func local(n *testcluster.Node) (mirror.Status, error) {
+	return mirrorStatus(n, "/api/v1/mirror/local")
+}
+
+func mirrorStatus(n *testcluster.Node, path string) (mirror.Status, error) {
 	var sts []mirror.Status
-	if _, err := n.TryAdminGet("/api/v1/mirror/status", &sts); err != nil {
+	if _, err := n.TryAdminGet(path, &sts); err != nil {
 		return mirror.Status{}, err
 	}
 	for _, st := range sts {
