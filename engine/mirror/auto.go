@@ -141,7 +141,7 @@ func (mir *Mirror) servingErrLocked(db string) error {
 		why = "is Waiting to confirm it is still primary: " + fo.waitWhy
 	case fo.trouble:
 		why = "is In Trouble: " + fo.troubleWhy
-	case !mir.leaseLocked(mir.mgr.opts.Now()):
+	case !mir.leaseLocked():
 		why = "has not heard from its backup or the arbiter within half the QoS timeout (lease expired)"
 	default:
 		return nil
@@ -152,7 +152,7 @@ func (mir *Mirror) servingErrLocked(db string) error {
 // leaseLocked reports whether the primary holds its lease (MIRRORING.md §6): needed only while its backup acts in Arbiter
 // Controlled mode and the arbiter has not let it continue without the backup, since only then can the backup take over
 // without forcing this member down first.
-func (mir *Mirror) leaseLocked(now time.Time) bool {
+func (mir *Mirror) leaseLocked() bool {
 	fo := &mir.fo
 	cfg := &mir.st.Config
 	if cfg.Arbiter == "" || fo.continued == cfg.Epoch {
@@ -588,19 +588,8 @@ func (mir *Mirror) resolveWaiting(ctx context.Context, epoch uint64, qos time.Du
 		whys = append(whys, fmt.Sprintf("backup %s does not stream from this member and has no agent to ask", backupCfg.Name))
 	}
 	mir.mu.Lock()
-	mir.fo.waitWhy = joinWhys(whys)
+	mir.fo.waitWhy = strings.Join(whys, "; ")
 	mir.mu.Unlock()
-}
-
-func joinWhys(whys []string) string {
-	out := ""
-	for i, w := range whys {
-		if i > 0 {
-			out += "; "
-		}
-		out += w
-	}
-	return out
 }
 
 // depose makes a primary that learnt of a later epoch a backup of the new primary; commits waiting for acknowledgement
@@ -843,6 +832,3 @@ func (mir *Mirror) restartReceiver() {
 		mir.startReceiverLocked(mir.roleCtx)
 	}
 }
-
-// lastPosition is the end of this member's mirror journal.
-func (mir *Mirror) lastPosition() journal.Position { return mir.jrn.AppendedEnd() }

@@ -85,7 +85,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		epoch := mir.st.Config.Epoch
 		var fst Status
 		mir.failoverStatusLocked(&fst, now)
-		inTrouble := mir.role == RolePrimary && (mir.fo.trouble || mir.fo.waiting || !mir.leaseLocked(now))
+		inTrouble := mir.role == RolePrimary && (mir.fo.trouble || mir.fo.waiting || !mir.leaseLocked())
 		mir.mu.Unlock()
 		for how, n := range fst.Failovers {
 			ch <- prometheus.MustNewConstMetric(descFailovers, prometheus.CounterValue, float64(n), name, how)

@@ -441,9 +441,8 @@ func (mir *Mirror) waitBackup(ctx context.Context, pos journal.Position) error {
 		if waitAck && !r.acked.Less(pos) {
 			return nil
 		}
-		now := mir.mgr.opts.Now()
 		switch {
-		case mir.fo.trouble || mir.fo.waiting || !mir.leaseLocked(now):
+		case mir.fo.trouble || mir.fo.waiting || !mir.leaseLocked():
 			// Neither acknowledged nor refused yet: it is decided when the trouble is.
 			if !mir.waitLocked(ctx, mir.st.Config.QoS.Duration/8) && ctx.Err() != nil {
 				return mir.unknownOutcomeLocked(pos, ctx.Err().Error())

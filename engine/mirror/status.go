@@ -141,7 +141,7 @@ func (mir *Mirror) LocalStatus() Status {
 				switch {
 				case mir.fo.waiting:
 					row.Status = StatusWaiting()
-				case mir.fo.trouble || mir.role == RolePrimary && !mir.leaseLocked(now):
+				case mir.fo.trouble || mir.role == RolePrimary && !mir.leaseLocked():
 					row.Status = StatusInTrouble
 				case mir.blocked:
 					row.Status = StatusTransition
