@@ -79,14 +79,7 @@ func TestJudgeMirroring(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := judgeMirroring(res, 64)
-			if len(got) != len(tt.wantMet) {
-				t.Fatalf("judgeMirroring returned %d targets, want %d", len(got), len(tt.wantMet))
-			}
-			for i, tg := range got {
-				if tg.met != tt.wantMet[i] || tg.judged != tt.wantJudged[i] {
-					t.Errorf("target %q (%s): met %v judged %v, want met %v judged %v", tg.goal, tg.measured, tg.met, tg.judged, tt.wantMet[i], tt.wantJudged[i])
-				}
-			}
+			checkTargets(t, "judgeMirroring", got, tt.wantMet, tt.wantJudged)
 		})
 	}
 }
@@ -155,5 +148,18 @@ func TestRenderMirroring(t *testing.T) {
 				t.Fatalf("failures = %v, want failed %v", err, tt.wantFailed)
 			}
 		})
+	}
+}
+
+// checkTargets compares judged targets with the wanted met and judged flags, one per target in order.
+func checkTargets(t *testing.T, judge string, got []target, wantMet, wantJudged []bool) {
+	t.Helper()
+	if len(got) != len(wantMet) {
+		t.Fatalf("%s returned %d targets, want %d", judge, len(got), len(wantMet))
+	}
+	for i, tg := range got {
+		if tg.met != wantMet[i] || tg.judged != wantJudged[i] {
+			t.Errorf("target %q (%s): met %v judged %v, want met %v judged %v", tg.goal, tg.measured, tg.met, tg.judged, wantMet[i], wantJudged[i])
+		}
 	}
 }

@@ -73,14 +73,7 @@ func TestJudgeUnplanned(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := judgeUnplanned(res.unplanned)
-			if len(got) != len(tt.wantMet) {
-				t.Fatalf("judgeUnplanned returned %d targets, want %d", len(got), len(tt.wantMet))
-			}
-			for i, tg := range got {
-				if tg.met != tt.wantMet[i] || tg.judged != tt.wantJudged[i] {
-					t.Errorf("target %q (%s): met %v judged %v, want met %v judged %v", tg.goal, tg.measured, tg.met, tg.judged, tt.wantMet[i], tt.wantJudged[i])
-				}
-			}
+			checkTargets(t, "judgeUnplanned", got, tt.wantMet, tt.wantJudged)
 		})
 	}
 }
