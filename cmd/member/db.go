@@ -10,6 +10,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/server"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 )
@@ -24,6 +25,8 @@ type dbCmd struct {
 	Remove   dbNameCmd     `cmd:"" help:"Take a mirrored database out of its mirror (on the primary first: permanent for the mirror; the copy stays as a local database)."`
 	Catchup  dbNameCmd     `cmd:"" help:"Resume dejournaling of a mirrored database that was paused or stopped by an error; it catches up from its position."`
 	Activate dbActivateCmd `cmd:"" help:"Activate a copy of a mirrored database placed in this member's db/ directory (files of a dismounted copy from another member); it catches up from the position it had."`
+	Add      dbActivateCmd `cmd:"" name:"add-to-mirror" help:"On the primary: add an existing database (with data) to a mirror; the other members then need a copy (migrate add-db, db download)."`
+	Download dbDownloadCmd `cmd:"" help:"On a backup or async: fetch a copy of a mirrored database from a member that has an activated, current one; it then catches up."`
 }
 
 type dbCreateCmd struct {
@@ -38,11 +41,46 @@ func (c *dbCreateCmd) Run() error {
 	}
 	ctx, cancel := c.context()
 	defer cancel()
-	var info store.Info
-	if err := c.admin(ctx, http.MethodPost, "/api/v1/databases", server.CreateDatabaseRequest{Name: c.Name, Mirror: c.Mirror}, &info); err != nil {
+	var answer struct {
+		store.Info
+		mirror.DownloadStatus
+	}
+	if err := c.admin(ctx, http.MethodPost, "/api/v1/databases", server.CreateDatabaseRequest{Name: c.Name, Mirror: c.Mirror}, &answer); err != nil {
 		return err
 	}
-	return printInfo(c.JSON, info, "created")
+	if answer.DownloadStatus.Status != "" {
+		// The database joined the mirror with data: this member fetches a copy instead of starting it empty.
+		return printDownload(c.JSON, answer.DownloadStatus)
+	}
+	return printInfo(c.JSON, answer.Info, "created")
+}
+
+type dbDownloadCmd struct {
+	remote
+	Name   string `arg:"" help:"Database name."`
+	Mirror string `required:"" help:"The mirror the database belongs to."`
+	From   string `help:"Member to copy from (default: the backup or an async with an activated, current copy, else the primary)."`
+}
+
+func (c *dbDownloadCmd) Run() error {
+	if _, err := store.CanonicalDatabaseName(c.Name); err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := c.context()
+	defer cancel()
+	var st mirror.DownloadStatus
+	if err := c.admin(ctx, http.MethodPost, "/api/v1/databases/"+url.PathEscape(c.Name)+"/download", server.CopyRequest{Mirror: c.Mirror, From: c.From}, &st); err != nil {
+		return err
+	}
+	return printDownload(c.JSON, st)
+}
+
+func printDownload(asJSON bool, st mirror.DownloadStatus) error {
+	if asJSON {
+		return printJSON(st)
+	}
+	fmt.Printf("database %s: %s (a copy is fetched from another member, then catches up; see member mirror status)\n", st.DB, st.Status)
+	return nil
 }
 
 type dbListCmd struct{ remote }
@@ -71,13 +109,19 @@ type dbActivateCmd struct {
 	Mirror string `required:"" help:"The mirror the database belongs to."`
 }
 
-func (c *dbActivateCmd) Run() error {
+func (c *dbActivateCmd) Run(kctx *kong.Context) error {
 	if _, err := store.CanonicalDatabaseName(c.Name); err != nil {
 		return usageError{err}
 	}
 	ctx, cancel := c.context()
 	defer cancel()
 	var info store.Info
+	if kctx.Command() == "db add-to-mirror <name>" {
+		if err := c.admin(ctx, http.MethodPost, "/api/v1/databases/"+url.PathEscape(c.Name)+"/add-to-mirror", server.CopyRequest{Mirror: c.Mirror}, &info); err != nil {
+			return err
+		}
+		return printInfo(c.JSON, info, "added to mirror "+c.Mirror+" with its data")
+	}
 	if err := c.admin(ctx, http.MethodPost, "/api/v1/databases/"+url.PathEscape(c.Name)+"/activate", server.CreateDatabaseRequest{Mirror: c.Mirror}, &info); err != nil {
 		return err
 	}

@@ -113,7 +113,10 @@ type Config struct {
 	Databases           []string       `json:"databases"` // mirrored databases on the primary
 	// Created is, for each mirrored database, the mirror journal position right after its create marker: where a new
 	// copy on another member starts.
-	Created    map[string]journal.Position `json:"created,omitempty"`
+	Created map[string]journal.Position `json:"created,omitempty"`
+	// Added is, for each database that joined the mirror with existing data, the mirror journal position right after its
+	// add marker. Other members cannot start such a database empty: they need a copy (restore, file copy or download).
+	Added      map[string]journal.Position `json:"added,omitempty"`
 	Removed    []string                    `json:"removed,omitempty"`    // databases removed from the mirror on the primary
 	Authorized []string                    `json:"authorized,omitempty"` // certificate DNs an operator authorized (TLS mirrors)
 	Pending    []PendingMember             `json:"pending,omitempty"`    // members waiting for authorization (TLS mirrors)
@@ -242,6 +245,7 @@ func (c Config) clone() Config {
 	c.Databases = slices.Clone(c.Databases)
 	c.Removed = slices.Clone(c.Removed)
 	c.Created = maps.Clone(c.Created)
+	c.Added = maps.Clone(c.Added)
 	c.Authorized = slices.Clone(c.Authorized)
 	c.Pending = slices.Clone(c.Pending)
 	c.Epochs = slices.Clone(c.Epochs)
@@ -263,6 +267,8 @@ type localState struct {
 	RollbackTo *journal.Position `json:"rollback_to,omitempty"`
 	// RollbackRefused says why the last rollback was refused (too large): the member must be rebuilt.
 	RollbackRefused string `json:"rollback_refused,omitempty"`
+	// Downloads are the database copies this member is to fetch from other members, until each is activated.
+	Downloads []DownloadRequest `json:"downloads,omitempty"`
 }
 
 const stateFile = "state.json"

@@ -65,6 +65,8 @@ type Manager struct {
 	ackLatency prometheus.Histogram
 	httpOnce   sync.Once
 	http       *http.Client
+	streamOnce sync.Once
+	stream     *http.Client
 
 	mu       sync.Mutex
 	mirrors  map[string]*Mirror
@@ -72,6 +74,8 @@ type Manager struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	snaps snapshots // database snapshots handed out to other members and tools
 }
 
 // Load reads every mirror this member belongs to and opens its copy of each mirror journal. The store is opened next with
@@ -124,6 +128,13 @@ func (m *Manager) Start(st *store.Store) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.store = st
+	// Snapshots a previous run handed out are gone with it: whoever was copying one takes a new one.
+	_ = os.RemoveAll(m.snapshotRoot())
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.expireSnapshots(m.ctx)
+	}()
 	for _, mir := range m.mirrors {
 		mir.start()
 	}

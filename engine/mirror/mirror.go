@@ -66,6 +66,8 @@ type Mirror struct {
 	// Automatic failover (failover members).
 	fo         failoverState
 	reportKick chan struct{} // wakes the arbiter reports at once (buffered 1)
+	// downloads are the database copies being fetched from other members, by database; guarded by mu.
+	downloads map[string]*DownloadStatus
 	// freshEpoch is set when this member just started its epoch (created the mirror, or took over), so starting the
 	// primary role need not raise it again.
 	freshEpoch bool
@@ -333,6 +335,9 @@ func (mir *Mirror) startLocked() {
 			break
 		}
 		mir.startReplicaLocked(ctx)
+	}
+	if mir.role != RolePrimary {
+		mir.resumeDownloadsLocked()
 	}
 	if self.Type == Failover && mir.role != RoleNone {
 		role := mir.role

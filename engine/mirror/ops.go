@@ -210,6 +210,9 @@ func (m *Manager) CreateDatabase(name, mirror string) (store.Info, error) {
 	if !mir.waitForDatabase(canon) {
 		return store.Info{}, fmt.Errorf("database %s is not in mirror %s: create it on the primary %s first", canon, mir.name, cfg.Primary)
 	}
+	if !mir.Config().Added[canon].IsZero() {
+		return store.Info{}, fmt.Errorf("database %s of mirror %s: %w", canon, mir.name, ErrNeedsCopy)
+	}
 	// The configuration says where the database starts; the marker there may still be on its way: wait a little for it.
 	deadline := time.Now().Add(cfg.QoS.Duration)
 	start, err := mir.findCreateMarker(canon, mir.Config().Created[canon])
@@ -515,7 +518,7 @@ func (m *Manager) Activate(name, mirror string) (store.Info, error) {
 	}
 	check := func(applied journal.Position) error {
 		if first := mir.jrn.FirstPosition(); applied.Less(first) {
-			return fmt.Errorf("the copy of %s has applied the mirror journal up to %s, but this member's journal starts at %s: the records in between are purged; take a newer copy",
+			return fmt.Errorf("the copy of %s has applied the mirror journal up to %s, but this member's copy of the journal starts at %s: the records in between are purged; take a newer backup or copy",
 				canon, applied, first)
 		}
 		return nil

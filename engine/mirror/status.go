@@ -65,6 +65,9 @@ type DatabaseStatus struct {
 	Status     string `json:"status"`
 	NextRecord string `json:"next_record"` // journal position of the next record to dejournal
 	Error      string `json:"error,omitempty"`
+	Progress   string `json:"progress,omitempty"` // a copy being downloaded: bytes done of total, and from where
+	BytesDone  int64  `json:"bytes_done,omitempty"`
+	BytesTotal int64  `json:"bytes_total,omitempty"`
 }
 
 // Status is a mirror as one member sees it (Local) or as the Mirror Monitor shows it (merged with the primary's view).
@@ -296,6 +299,15 @@ func (mir *Mirror) databaseStatus(cfg Config, dj *dejournal.Dejournaler, stopped
 		}
 		out = append(out, ds)
 	}
+	mir.mu.Lock()
+	for _, d := range mir.downloads {
+		ds := DatabaseStatus{Name: d.DB, Status: d.Status, Error: d.Error, BytesDone: d.Done, BytesTotal: d.Total}
+		if d.Status == DBDownloading {
+			ds.Progress = fmt.Sprintf("%s of %s from %s", humanBytes(d.Done), humanBytes(d.Total), d.Source)
+		}
+		out = append(out, ds)
+	}
+	mir.mu.Unlock()
 	if cfg.Primary != mir.mgr.opts.Self {
 		for _, name := range mir.mgr.store.Unregistered() {
 			if containsFold(cfg.Databases, name) {
@@ -358,4 +370,18 @@ func Merge(primary Status, locals map[string]Status) Status {
 		}
 	}
 	return out
+}
+
+// humanBytes prints a byte count with a binary unit.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -71,6 +71,11 @@ func (s *Server) adminHandler() http.Handler {
 			create = func(name string) (store.Info, error) { return s.mirrors.CreateDatabase(name, req.Mirror) }
 		}
 		info, err := create(req.Name)
+		if isNeedsCopy(err) {
+			// A database that joined the mirror with data: creating it on a backup or async downloads a copy.
+			s.download(w, req.Name, CopyRequest{Mirror: req.Mirror})
+			return
+		}
 		if err != nil {
 			writeError(w, err)
 			return
@@ -143,6 +148,7 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	s.mirrorRoutes(mux)
+	s.copyRoutes(mux)
 	// The Mirror Monitor page; the bare admin address leads to it, so operators can open any member's admin port.
 	mux.Handle("GET "+monitor.Path, monitor.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler(monitor.Path, http.StatusFound))

@@ -92,6 +92,8 @@ type Database struct {
 	parts   [Partitions]journal.Position // per-partition applied positions written by dejournaling; guarded by mu
 	flushed journal.Position             // lowest applied position persisted by the last flush; guarded by mu
 	local   journal.Position             // local writes to a mirrored database applied up to here (zero: none yet); guarded by mu
+	// recordedMirror is the mirror the directory itself says it belongs to (nil: written before that was recorded).
+	recordedMirror *string
 }
 
 // openDatabase opens the Pebble instance in dir. With create, the directory must be new and the meta keys are written with
@@ -121,6 +123,7 @@ func openDatabase(dir, name, mirror string, incarnation uint64, create bool, sta
 		_ = b.Set(metaName, []byte(name), nil)
 		_ = b.Set(metaFormat, binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
 		_ = b.Set(metaIncarnation, binary.BigEndian.AppendUint64(nil, incarnation), nil)
+		_ = b.Set(metaMirror, []byte(mirror), nil)
 		d.applied = start
 		_ = b.Set(metaApplied, d.applied.Encode(), nil)
 		if err := b.Commit(pebble.NoSync); err != nil {
@@ -184,6 +187,11 @@ func (d *Database) loadMeta() error {
 	}
 	if d.applied, err = journal.DecodePosition(applied); err != nil {
 		return fmt.Errorf("database %s: applied position: %w", d.name, err)
+	}
+	if v, closer, err := d.pdb.Get(metaMirror); err == nil {
+		m := string(v)
+		d.recordedMirror = &m
+		closer.Close()
 	}
 	if v, closer, err := d.pdb.Get(metaLocalApplied); err == nil {
 		d.local, err = journal.DecodePosition(v)

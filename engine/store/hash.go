@@ -30,7 +30,12 @@ func (s *Store) Hash(name string) (LogicalHash, error) {
 	}
 	snap := d.pdb.NewSnapshot()
 	defer snap.Close()
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{dataPrefix}, UpperBound: []byte{dataPrefix + 1}})
+	return logicalHash(d.name, snap)
+}
+
+// logicalHash digests every global node readable through r; it is the one definition of the logical hash.
+func logicalHash(name string, r reader) (LogicalHash, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{dataPrefix}, UpperBound: []byte{dataPrefix + 1}})
 	if err != nil {
 		return LogicalHash{}, err
 	}
@@ -52,5 +57,5 @@ func (s *Store) Hash(name string) (LogicalHash, error) {
 	if err := it.Error(); err != nil {
 		return LogicalHash{}, err
 	}
-	return LogicalHash{Database: d.name, Nodes: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return LogicalHash{Database: name, Nodes: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }

@@ -101,6 +101,7 @@ func (s *Store) Detach(name string) error {
 		b := d.pdb.NewBatch()
 		start := s.opts.Journal.AppendedEnd()
 		_ = b.Set(metaApplied, start.Encode(), nil)
+		_ = b.Set(metaMirror, nil, nil)
 		for p := range Partitions {
 			_ = b.Delete(metaPartition(p), nil)
 		}

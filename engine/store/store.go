@@ -88,11 +88,44 @@ func Open(opts Options) (*Store, error) {
 		}
 		s.dbs[e.Name] = d
 	}
+	if err := s.followRecordedMirrors(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.replay(); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// followRecordedMirrors repairs catalog entries that a crash left behind while a database changed journals: the directory
+// records the mirror its applied position refers to, and it wins.
+func (s *Store) followRecordedMirrors() error {
+	next := s.cat
+	changed := false
+	for i, e := range s.cat.Databases {
+		d, ok := s.dbs[e.Name]
+		if !ok || d.recordedMirror == nil || *d.recordedMirror == e.Mirror {
+			continue
+		}
+		if !changed {
+			next.Databases = slices.Clone(s.cat.Databases)
+			changed = true
+		}
+		next.Databases[i].Mirror = *d.recordedMirror
+		d.mirror = *d.recordedMirror
+		d.attach.Store(s.attachment(d.mirror))
+		s.log.Warn().Str("db", e.Name).Str("mirror", d.mirror).Msg("catalog repaired: the database had changed journals when the member stopped")
+	}
+	if !changed {
+		return nil
+	}
+	if err := next.save(s.catalogPath()); err != nil {
+		return err
+	}
+	s.cat = next
+	return nil
 }
 
 // attachment returns what a database of the named mirror writes through ("" is the local journal); nil for a mirror that is
@@ -566,9 +599,15 @@ func (s *Store) Unregistered() []string {
 	defer s.mu.RUnlock()
 	var out []string
 	for _, e := range entries {
-		if _, known := s.cat.find(e.Name()); e.IsDir() && !known {
+		if _, known := s.cat.find(e.Name()); e.IsDir() && !known && validName(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}
 	return out
+}
+
+// validName reports whether a directory name could be a database's (work directories such as NAME.restore are not).
+func validName(name string) bool {
+	canon, err := CanonicalDatabaseName(name)
+	return err == nil && canon == name
 }

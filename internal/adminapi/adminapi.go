@@ -67,13 +67,7 @@ func Call(ctx context.Context, hc *http.Client, method, url string, body, out an
 		return fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
-			return &Error{Status: resp.StatusCode, Message: eb.Error}
-		}
-		return &Error{Status: resp.StatusCode, Message: fmt.Sprintf("%s %s: %s", method, url, resp.Status)}
+		return errorOf(resp, data)
 	}
 	if out == nil {
 		return nil
@@ -82,4 +76,20 @@ func Call(ctx context.Context, hc *http.Client, method, url string, body, out an
 		return fmt.Errorf("%s %s: bad answer: %w", method, url, err)
 	}
 	return nil
+}
+
+// ReadError turns an error answer (status 300 or above) into an *Error with the member's message; the caller closes the body.
+func ReadError(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return errorOf(resp, data)
+}
+
+func errorOf(resp *http.Response, data []byte) error {
+	var eb struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+		return &Error{Status: resp.StatusCode, Message: eb.Error}
+	}
+	return &Error{Status: resp.StatusCode, Message: fmt.Sprintf("%s %s: %s", resp.Request.Method, resp.Request.URL, resp.Status)}
 }

@@ -1,0 +1,132 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+)
+
+// TestInspectAndHashCheckpoint checks that a checkpoint read from its directory alone reports what the mounted database
+// reported: its identity, its lowest applied position (partitions included) and its logical hash.
+func TestInspectAndHashCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	local, mj, log := openJournals(t, dir)
+	s, err := Open(Options{Dir: dir, Journal: local, Logger: log, Mirrors: map[string]Attachment{"MIR": {Journal: mj}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+
+	if _, err := s.Create("L"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		set(t, s, "L", fmt.Sprintf(`^G(%d,"x")`, i), fmt.Sprintf("value %d", i))
+	}
+	// A replicated database whose lowest applied position is one partition's, above the base.
+	pos := func(off uint64) journal.Position { return journal.Position{Epoch: 2, Segment: 3, Offset: off} }
+	if _, err := s.CreateWith("R", CreateOptions{Mirror: "MIR", Start: pos(100)}); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := s.Database("R")
+	var others []int
+	for p := range Partitions {
+		if p != 5 {
+			others = append(others, p)
+		}
+	}
+	if err := d.ApplyReplicated([]journal.Record{{Type: journal.RecordSet, Key: key(t, `^R(1)`), Value: []byte("a")}}, pos(200), []int{5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ApplyReplicated([]journal.Record{{Type: journal.RecordSet, Key: key(t, `^R(2)`), Value: []byte("b")}}, pos(300), others); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		db          string
+		wantApplied journal.Position
+	}{
+		{db: "L"},
+		{db: "R", wantApplied: pos(200)},
+	} {
+		t.Run(tc.db, func(t *testing.T) {
+			cp, err := s.Checkpoint(tc.db, filepath.Join(t.TempDir(), "cp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := s.Hash(tc.db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := InspectDir(cp.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Name != tc.db || info.Format != FormatVersion || info.Applied != cp.Applied || info.Incarnation == 0 {
+				t.Fatalf("InspectDir = %+v, checkpoint %+v", info, cp)
+			}
+			if !tc.wantApplied.IsZero() && info.Applied != tc.wantApplied {
+				t.Fatalf("applied %s, want the lowest partition's %s", info.Applied, tc.wantApplied)
+			}
+			got, err := HashDir(cp.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want || got.Nodes == 0 {
+				t.Fatalf("HashDir = %+v, Store.Hash = %+v", got, want)
+			}
+			// Inspecting twice gives the same answer: nothing was changed by the first look.
+			if again, err := InspectDir(cp.Dir); err != nil || again != info {
+				t.Fatalf("second InspectDir = %+v, %v", again, err)
+			}
+		})
+	}
+}
+
+func TestInspectNotADatabase(t *testing.T) {
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(base, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A Pebble store that is not one of our databases: it lacks the meta records.
+	foreign := filepath.Join(base, "foreign")
+	pdb, err := pebble.Open(foreign, &pebble.Options{FormatMajorVersion: pebbleFormat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pdb.Set([]byte("k"), []byte("v"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := pdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, dir string
+		notDB     bool
+	}{
+		{"missing", filepath.Join(base, "missing"), false},
+		{"file", file, true},
+		{"empty", empty, true},
+		{"foreign", foreign, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := InspectDir(tc.dir); err == nil || errors.Is(err, ErrNotDatabase) != tc.notDB {
+				t.Fatalf("InspectDir: %v", err)
+			}
+			if _, err := HashDir(tc.dir); err == nil || errors.Is(err, ErrNotDatabase) != tc.notDB {
+				t.Fatalf("HashDir: %v", err)
+			}
+		})
+	}
+}
