@@ -110,7 +110,14 @@ func printMonitor(m mirror.Status, dbs bool) {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "DATABASE (on %s)\tSTATUS\tNEXT RECORD\n", m.Member)
 		for _, d := range m.Databases {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.Status, d.NextRecord)
+			next := d.NextRecord
+			if d.Progress != "" {
+				next = d.Progress // a copy being downloaded has no record to apply yet
+			}
+			if d.Error != "" {
+				next += " (" + d.Error + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.Status, next)
 		}
 		tw.Flush()
 	}

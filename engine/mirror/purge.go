@@ -17,6 +17,19 @@ type received struct {
 // (until dejournaled and flushed), and on the primary every member that has not received them yet — except an async
 // disconnected for longer than the mirror's async holdback (MIRRORING.md §2).
 func (mir *Mirror) Purge(policy journal.PurgePolicy) ([]string, error) {
+	// On a serving primary this member wrote the whole journal and applied it: databases nobody writes are up to date at
+	// its end and must not hold purges back.
+	mir.mu.Lock()
+	var written journal.Position
+	if mir.role == RolePrimary && !mir.blocked {
+		written = mir.jrn.AppendedEnd()
+	}
+	mir.mu.Unlock()
+	if !written.IsZero() {
+		if err := mir.mgr.store.AdvanceIdle(mir.name, written); err != nil {
+			return nil, err
+		}
+	}
 	floor, err := mir.mgr.store.PurgeFloor(mir.name, mir.jrn.AppendedEnd())
 	if err != nil {
 		return nil, err

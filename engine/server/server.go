@@ -170,6 +170,10 @@ func (s *Server) purgeLoop() {
 }
 
 func (s *Server) purge() error {
+	// Only this member writes its local journal: its local databases have applied all of it.
+	if err := s.store.AdvanceIdle("", s.jrn.AppendedEnd()); err != nil {
+		return err
+	}
 	floor, err := s.store.PurgeFloor("", s.jrn.AppendedEnd())
 	if err != nil {
 		return err

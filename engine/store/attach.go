@@ -130,3 +130,49 @@ func (s *Store) setCatalogMirror(name, mirror string) error {
 	s.cat = next
 	return nil
 }
+
+// AdvanceIdle moves the applied position of every mounted database of the journal ("" the local journal, else a mirror's)
+// up to end when it is behind it, so that databases nobody writes do not hold back purging that journal. The caller
+// vouches that this member wrote the journal up to end itself (the local journal, or a mirror journal on a primary that has
+// caught up): every record before end is then applied to its database already — a commit appends and applies under the
+// database's writer lock, which this takes. Replicas must not call it: their journal holds records not yet dejournaled.
+func (s *Store) AdvanceIdle(mirror string, end journal.Position) error {
+	s.mu.RLock()
+	var dbs []*Database
+	for _, d := range s.dbs {
+		if d.mirror == mirror {
+			dbs = append(dbs, d)
+		}
+	}
+	s.mu.RUnlock()
+	for _, d := range dbs {
+		if err := d.advanceIdle(end); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Database) advanceIdle(end journal.Position) error {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.lowestAppliedLocked().Less(end) {
+		return nil
+	}
+	// Unsynced: the next flush persists it together with whatever data it covers.
+	if err := d.pdb.Set(metaApplied, end.Encode(), pebble.NoSync); err != nil {
+		return fmt.Errorf("database %s: advance applied position: %w", d.name, err)
+	}
+	d.applied = end
+	for p := range Partitions {
+		if d.parts[p].Less(end) {
+			d.parts[p] = journal.Position{}
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +94,50 @@ func TestAttachToMirror(t *testing.T) {
 	}
 	if _, err := s.AttachToMirror("NOPE", "MIR", record); err == nil || !strings.Contains(err.Error(), wire.ErrNoSuchDatabase.Error()) {
 		t.Fatalf("attach of a missing database: %v", err)
+	}
+}
+
+// A database nobody writes does not hold back purging: AdvanceIdle moves it to the journal's end, and after a reopen it
+// still has its data and needs nothing of the journal before that end.
+func TestAdvanceIdle(t *testing.T) {
+	dir := t.TempDir()
+	local, _, log := openJournals(t, dir)
+	s, err := Open(Options{Dir: dir, Journal: local, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []string{"IDLE", "BUSY"} {
+		if _, err := s.Create(db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(t, s, "IDLE", "^X", "kept")
+	for i := range 50 {
+		set(t, s, "BUSY", fmt.Sprintf("^Y(%d)", i), "v")
+	}
+	end := local.AppendedEnd()
+	if floor, err := s.PurgeFloor("", end); err != nil || !floor.Less(end) {
+		t.Fatalf("before: floor %s (%v), want below the end %s: the idle database holds it", floor, err, end)
+	}
+	if err := s.AdvanceIdle("", end); err != nil {
+		t.Fatal(err)
+	}
+	if floor, err := s.PurgeFloor("", end); err != nil || floor != end {
+		t.Fatalf("after: floor %s (%v), want %s", floor, err, end)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(Options{Dir: dir, Journal: local, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	info, err := s.Get("IDLE")
+	if err != nil || info.Applied != end {
+		t.Fatalf("IDLE after reopen: %+v %v, want applied %s", info, err, end)
+	}
+	if v, ok := getv(t, s, "IDLE", "^X"); !ok || v != "kept" {
+		t.Fatalf("IDLE ^X = %q %v", v, ok)
 	}
 }
