@@ -17,7 +17,7 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 # The whole suite: unit tests (with the race detector), end-to-end tests on the real binaries, vet and format checks.
-test: lint chromium
+test: lint chromium tools
 	$(GO) test -race -timeout 20m ./...
 
 test-short:

@@ -179,6 +179,19 @@ for m in "$B" "$C"; do
   [ "$("$member" db hash SHOP --member "$m" | cut -d' ' -f1)" = "$h1" ] || { echo "copy on $m differs"; exit 1; }
 done
 
+step "an existing database with data joins the mirror: the plan, then a backup staged in a directory restored on B and C"
+migrate="$BIN/migrate"
+run "$member" db create LEDGER --member "$A"
+for i in $(seq 1 50); do "$member" kv set --member "$A" --db LEDGER "^Entry($i)" "amount $i" >/dev/null; done
+run "$migrate" add-db --mirror "$A" --db LEDGER --method backup --stage "$work/stage" --state-dir "$work/plans" --dry-run
+run "$migrate" add-db --mirror "$A" --db LEDGER --method backup --stage "$work/stage" --state-dir "$work/plans" --yes
+run "$migrate" list --stage "$work/stage" --mirror "$A"
+h1=$("$member" db hash LEDGER --member "$A" | cut -d' ' -f1)
+for m in "$B" "$C"; do
+  [ "$("$member" db hash LEDGER --member "$m" | cut -d' ' -f1)" = "$h1" ] || { echo "copy of LEDGER on $m differs"; exit 1; }
+done
+echo "(LEDGER is identical on A, B and C, and dejournaling on B and C)"
+
 step "shut the mirror down"
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for p in "${pids[@]}"; do wait "$p" || true; done

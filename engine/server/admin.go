@@ -149,6 +149,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	s.mirrorRoutes(mux)
 	s.copyRoutes(mux)
+	s.incomingRoutes(mux)
 	// The Mirror Monitor page; the bare admin address leads to it, so operators can open any member's admin port.
 	mux.Handle("GET "+monitor.Path, monitor.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler(monitor.Path, http.StatusFound))

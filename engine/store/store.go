@@ -484,6 +484,31 @@ func (s *Store) Delete(name string) error {
 	return nil
 }
 
+// Forget removes a dismounted database from the catalog and leaves its directory in place, for a restore that replaces
+// it (and may reuse its files); a crash afterwards leaves an unregistered directory, shown as a copy to activate.
+func (s *Store) Forget(name string) error {
+	canon, err := CanonicalDatabaseName(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.cat.find(canon)
+	if !ok {
+		return nil
+	}
+	if s.cat.Databases[i].Mounted {
+		return fmt.Errorf("database %s is mounted: dismount it first: %w", canon, wire.ErrExists)
+	}
+	next := s.cat
+	next.Databases = slices.Delete(slices.Clone(s.cat.Databases), i, i+1)
+	if err := next.save(s.catalogPath()); err != nil {
+		return err
+	}
+	s.cat = next
+	return nil
+}
+
 // Checkpoint writes a consistent copy of a mounted database into dest (which must not exist yet).
 func (s *Store) Checkpoint(name, dest string) (Checkpoint, error) {
 	d, err := s.Database(name)

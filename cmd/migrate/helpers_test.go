@@ -1,0 +1,300 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/client"
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
+	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/internal/memberproc"
+	"github.com/mirrorkit/mirrorkit/internal/miniotest"
+	"github.com/mirrorkit/mirrorkit/internal/testcluster"
+)
+
+// result is one run of the migrate binary.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// migrate runs the migrate binary with args and env (KEY=VALUE) added to the environment.
+func migrate(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(memberproc.Build(t, "migrate"), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run migrate %v: %v", args, err)
+	}
+	return r
+}
+
+func mustMigrate(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	r := migrate(t, env, args...)
+	if r.code != 0 {
+		t.Fatalf("migrate %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+// failMigrate runs migrate expecting a failure whose message contains want.
+func failMigrate(t *testing.T, env []string, want string, args ...string) result {
+	t.Helper()
+	r := migrate(t, env, args...)
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("migrate %s: want a failure mentioning %q, got %s", strings.Join(args, " "), want, r)
+	}
+	return r
+}
+
+// startMigrate starts migrate with --json and returns once a progress event with bytes > 0 was printed; kill it with
+// SIGKILL through the returned command.
+func startMigrateUntilProgress(t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(memberproc.Build(t, "migrate"), args...)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	progressed := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		var once sync.Once
+		for sc.Scan() {
+			var ev struct {
+				Phase string `json:"phase"`
+				Bytes int64  `json:"bytes"`
+				Total int64  `json:"total"`
+			}
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Phase == "progress" && ev.Bytes > 0 && ev.Bytes < ev.Total {
+				once.Do(func() { close(progressed) })
+			}
+		}
+	}()
+	select {
+	case <-progressed:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("migrate %v: no progress: %s", args, errb.String())
+	}
+	return cmd
+}
+
+// newMirror starts members A (primary), B (failover) and C (DR async) in mirror MIR.
+func newMirror(t *testing.T) (*testcluster.Cluster, *testcluster.Node, *testcluster.Node, *testcluster.Node) {
+	t.Helper()
+	c := testcluster.New(t)
+	for _, n := range []string{"A", "B", "C"} {
+		c.Add(n)
+	}
+	c.Start()
+	A, B, C := c.Node("A"), c.Node("B"), c.Node("C")
+	mustNode(t, A, "mirror", "create", "MIR", "--qos", "2s")
+	mustNode(t, B, "mirror", "join", "MIR", "--primary", A.Addr, "--as", "failover")
+	mustNode(t, C, "mirror", "join", "MIR", "--primary", A.Addr, "--as", "dr")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range c.Nodes() {
+				t.Logf("log of %s:\n%s", n.Name, n.LogTail(60))
+			}
+		}
+	})
+	return c, A, B, C
+}
+
+func mustNode(t *testing.T, n *testcluster.Node, args ...string) string {
+	t.Helper()
+	r := n.CLI(t, args...)
+	if r.ExitCode != 0 {
+		t.Fatalf("member %s on %s: exit %d: %s", strings.Join(args, " "), n.Name, r.ExitCode, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// fill creates a local database db on n and writes count keys of size bytes each, in transactions of 50.
+func fill(t *testing.T, n *testcluster.Node, db string, count, size int) {
+	t.Helper()
+	mustNode(t, n, "db", "create", db)
+	c := n.Client(t, 2)
+	val := bytes.Repeat([]byte("mirrorkit "), size/10+1)[:size]
+	for i := 0; i < count; i += 50 {
+		tx := c.Txn(db)
+		for j := i; j < i+50 && j < count; j++ {
+			tx.Set(fmt.Sprintf(`^Old(%d)`, j), append([]byte(fmt.Sprint(j)), val...))
+		}
+		if _, err := tx.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// writer keeps writing to some databases through the mirror-aware client, recording what was acknowledged.
+type writer struct {
+	mu    sync.Mutex
+	acked map[string]map[string]string // db -> ref -> value
+	errs  []error
+	n     atomic.Int64
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	c     *client.Client
+}
+
+func startWriter(t *testing.T, addrs []string, dbs ...string) *writer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.DialMirror(ctx, addrs, client.Options{Conns: 2, RetryTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &writer{acked: map[string]map[string]string{}, stop: make(chan struct{}), c: c}
+	for _, db := range dbs {
+		w.acked[db] = map[string]string{}
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for seq := 0; ; seq++ {
+				select {
+				case <-w.stop:
+					return
+				default:
+				}
+				ref, val := fmt.Sprintf(`^New(%d)`, seq), fmt.Sprintf("v%d", seq)
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				err := c.Set(ctx, db, ref, []byte(val))
+				cancel()
+				w.mu.Lock()
+				if err != nil {
+					w.errs = append(w.errs, fmt.Errorf("%s %s: %w", db, ref, err))
+				} else {
+					w.acked[db][ref] = val
+				}
+				w.mu.Unlock()
+				if err != nil {
+					return
+				}
+				w.n.Add(1)
+			}
+		}()
+	}
+	return w
+}
+
+func (w *writer) waitAcks(t *testing.T, c *testcluster.Cluster, n int64) {
+	t.Helper()
+	target := w.n.Load() + n
+	c.WaitFor(t, fmt.Sprintf("%d more acknowledged writes", n), 60*time.Second, func() (bool, error) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if len(w.errs) > 0 {
+			t.Fatalf("client error: %v", w.errs[0])
+		}
+		return w.n.Load() >= target, nil
+	})
+}
+
+func (w *writer) finish(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	close(w.stop)
+	w.wg.Wait()
+	w.c.Close()
+	if len(w.errs) > 0 {
+		t.Fatalf("%d client errors, first: %v", len(w.errs), w.errs[0])
+	}
+	return w.acked
+}
+
+// checkCopies waits until every member's copy of db has the primary's logical hash and is Dejournaling (Normal on the
+// primary), and checks that every acknowledged write is there.
+func checkCopies(t *testing.T, c *testcluster.Cluster, db string, acked map[string]string) {
+	t.Helper()
+	nodes := c.Nodes()
+	c.WaitFor(t, "copies of "+db+" converge", 90*time.Second, func() (bool, error) {
+		var first store.LogicalHash
+		for i, n := range nodes {
+			var h store.LogicalHash
+			if status, err := n.TryAdminGet("/api/v1/databases/"+db+"/hash", &h); err != nil || status != 200 {
+				return false, fmt.Errorf("hash of %s on %s: %d %v", db, n.Name, status, err)
+			}
+			if i == 0 {
+				first = h
+			} else if h != first {
+				return false, fmt.Errorf("%s on %s has %d nodes, on %s %d", db, nodes[0].Name, first.Nodes, n.Name, h.Nodes)
+			}
+		}
+		return true, nil
+	})
+	for _, n := range nodes {
+		want := mirror.DBDejournaling
+		if n.Name == "A" {
+			want = mirror.DBNormal
+		}
+		if got := dbStatus(t, n, db); got != want {
+			t.Fatalf("%s on %s is %q, want %q", db, n.Name, got, want)
+		}
+	}
+	cl := c.Node("B").Client(t, 1)
+	for ref, val := range acked {
+		v, ok, err := cl.Get(context.Background(), db, ref)
+		if err != nil || !ok || string(v) != val {
+			t.Fatalf("acknowledged %s %s=%s: got %q %v %v", db, ref, val, v, ok, err)
+		}
+	}
+}
+
+func dbStatus(t *testing.T, n *testcluster.Node, db string) string {
+	t.Helper()
+	var sts []mirror.Status
+	if _, err := n.TryAdminGet("/api/v1/mirror/local", &sts); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		for _, d := range st.Databases {
+			if d.Name == db {
+				return d.Status
+			}
+		}
+	}
+	return ""
+}
+
+// s3Env is the environment that points migrate at a MinIO server.
+func s3Env(s *miniotest.Server) []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey, "AWS_ENDPOINT_URL=http://" + s.Endpoint, "AWS_REGION=us-east-1"}
+}
+
+// lastLine is the last line of a command's output: with --json, its result.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return lines[len(lines)-1]
+}

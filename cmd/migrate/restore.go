@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/adddb"
+	"github.com/mirrorkit/mirrorkit/backup"
+	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/plans"
+	"github.com/mirrorkit/mirrorkit/restore"
+)
+
+type restoreCmd struct {
+	mirrorFlags
+	stageFlags
+	keyFlags
+	output
+	DB       string `required:"" help:"The database whose backup to restore."`
+	Backup   string `help:"Backup ID (default: the newest complete backup of the database)."`
+	To       string `help:"Member to restore onto (not the primary); the copy is activated there and catches up. Needs --mirror."`
+	Dir      string `type:"path" help:"Restore into this local directory instead (disaster recovery, inspection)."`
+	Delta    bool   `help:"Keep files of an older copy already there whose checksums match the backup."`
+	Parallel int    `default:"4" help:"Chunks fetched and written at once."`
+}
+
+func (c *restoreCmd) Run() error {
+	if _, err := store.CanonicalDatabaseName(c.DB); err != nil {
+		return usageError{err}
+	}
+	if (c.To == "") == (c.Dir == "") {
+		return usage("give either --to MEMBER (with --mirror) or --dir PATH")
+	}
+	ctx, cancel := interruptible()
+	defer cancel()
+	key, err := c.load()
+	if err != nil {
+		return err
+	}
+	tgt, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	m, err := loadBackup(ctx, tgt, c.DB, c.Backup)
+	if err != nil {
+		return err
+	}
+	ev := c.events()
+	opts := restore.Options{Key: key, Parallel: c.Parallel, Progress: progress(ev, "restore")}
+	start := time.Now()
+	where := c.Dir
+	if c.Dir != "" {
+		sink, err := restore.NewDirSink(c.Dir, c.Delta)
+		if err == nil {
+			err = restore.Run(ctx, tgt, m, sink, opts)
+		}
+		if err != nil {
+			ev.Event(plans.Event{Time: time.Now(), Kind: "restore", Phase: plans.PhaseFailed, Message: err.Error()})
+			return err
+		}
+	} else {
+		f, err := c.connect(ctx)
+		if err != nil {
+			return err
+		}
+		to, err := f.Member(c.To)
+		if err != nil {
+			return usageError{err}
+		}
+		if _, err := adddb.Restore(ctx, f, to, tgt, m, c.Delta, opts); err != nil {
+			ev.Event(plans.Event{Time: time.Now(), Kind: "restore", Phase: plans.PhaseFailed, Message: err.Error()})
+			return err
+		}
+		where = "member " + to.Name
+	}
+	took := time.Since(start)
+	if c.JSON {
+		return printDone(map[string]any{"event": "done", "id": m.ID, "database": m.Database, "position": m.Position, "bytes": m.Bytes,
+			"seconds": took.Seconds(), "to": where})
+	}
+	fmt.Printf("backup %s of %s restored into %s at %s: %s in %s (%s/s)\n", m.ID, m.Database, where, m.Position, bytesText(m.Bytes),
+		took.Round(time.Millisecond), bytesText(int64(float64(m.Bytes)/took.Seconds())))
+	return nil
+}
+
+// loadBackup reads the manifest of backup id of db, or of its newest complete backup when id is "".
+func loadBackup(ctx context.Context, tgt backup.Target, db, id string) (*backup.Manifest, error) {
+	if id == "" {
+		return backup.Latest(ctx, tgt, db)
+	}
+	return backup.LoadManifest(ctx, tgt, db, id)
+}
