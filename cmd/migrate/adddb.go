@@ -35,6 +35,7 @@ type addDBCmd struct {
 	Yes       bool          `help:"Run the plan without asking."`
 	StateDir  string        `type:"path" env:"MIRRORKIT_STATE_DIR" help:"Where plans and their progress are kept (default: ~/.local/state/mirrorkit)."`
 	Discard   bool          `help:"Drop an unfinished plan for this database made with other options, and make a new one."`
+	Undo      bool          `help:"Undo the plan of an earlier run for this database, its steps in reverse: copies deleted on the members, the database taken out of the mirror again (it stays a local database on the primary)."`
 	Wait      time.Duration `default:"30m" help:"How long a step waits for a copy to catch up."`
 }
 
@@ -70,6 +71,9 @@ func (c *addDBCmd) Run() error {
 		return err
 	}
 	statePath := planPath + ".state"
+	if c.Undo {
+		return c.undo(ctx, env, planPath, statePath)
+	}
 	p, resumed, err := c.plan(ctx, env, canon, planPath, statePath)
 	if err != nil {
 		return err
@@ -188,5 +192,29 @@ func (c *addDBCmd) confirm() error {
 	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 		return errors.New("not confirmed; nothing was changed")
 	}
+	return nil
+}
+
+// undo walks an earlier plan back, step by step in reverse; like Execute it persists its progress and resumes.
+func (c *addDBCmd) undo(ctx context.Context, env *adddb.Env, planPath, statePath string) error {
+	data, err := os.ReadFile(planPath)
+	if err != nil {
+		return fmt.Errorf("no plan to undo for this database (%w)", err)
+	}
+	p, err := plans.Decode(data)
+	if err != nil {
+		return fmt.Errorf("plan file %s: %w", planPath, err)
+	}
+	if err := c.confirm(); err != nil {
+		return err
+	}
+	st, err := plans.Undo(ctx, p, adddb.Handlers(env), statePath, c.events())
+	if err != nil {
+		return fmt.Errorf("%w\nthe undo's progress is kept in %s: run the same command again to resume it", err, statePath)
+	}
+	if c.JSON {
+		return printDone(map[string]any{"event": "undone", "plan": p.ID, "state": st})
+	}
+	fmt.Printf("plan %s undone\n", p.ID)
 	return nil
 }

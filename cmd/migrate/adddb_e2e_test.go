@@ -9,6 +9,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/mirrorkit/mirrorkit/internal/miniotest"
+	"github.com/mirrorkit/mirrorkit/internal/testcluster"
 )
 
 // Three databases with data join a three-member mirror, one by each method, while a client writes to all of them: every
@@ -60,6 +61,20 @@ func TestAddDBByEachMethod(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, "add-db-MIR-VIABACKUP.plan.json.state")); err != nil {
 		t.Fatalf("plan state: %v", err)
+	}
+
+	// Undo walks the copy plan back: the copies go, and the database is a local database of the primary again.
+	mustMigrate(t, env, "add-db", "--mirror", A.Addr, "--db", "VIACOPY", "--method", "copy", "--state-dir", state, "--yes", "--undo")
+	for _, n := range []*testcluster.Node{B, C} {
+		if r := n.CLI(t, "db", "list", "--json"); strings.Contains(r.Stdout, "VIACOPY") {
+			t.Fatalf("VIACOPY still on %s after the undo:\n%s", n.Name, r.Stdout)
+		}
+	}
+	if got := dbStatus(t, A, "VIACOPY"); got != "" {
+		t.Fatalf("VIACOPY is %q in the mirror on A after the undo", got)
+	}
+	if r := A.CLI(t, "kv", "get", "--db", "VIACOPY", "^Old(7)"); r.ExitCode != 0 {
+		t.Fatalf("VIACOPY's data on A after the undo: %s", r.Stderr)
 	}
 }
 
