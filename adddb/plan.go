@@ -214,11 +214,8 @@ func Handlers(env *Env) plans.Handlers {
 				return []plans.CheckResult{env.checkPrimary(ctx, s), env.checkMember(ctx, s), env.checkFree(ctx, s), env.checkJournal(ctx, s)}
 			},
 			Run: func(ctx context.Context, s *plans.Step, ev plans.Events) error {
-				if env.current(ctx, s) {
-					return nil
-				}
-				to, err := env.Fleet.Member(s.Member)
-				if err != nil {
+				to, err := env.destination(ctx, s)
+				if to == nil || err != nil {
 					return err
 				}
 				man, err := backup.LoadManifest(ctx, env.Target, s.Args["db"], s.Args["backup"])
@@ -238,11 +235,8 @@ func Handlers(env *Env) plans.Handlers {
 				return []plans.CheckResult{env.checkPrimary(ctx, s), env.checkMember(ctx, s), env.checkFree(ctx, s), env.checkSource(ctx, s)}
 			},
 			Run: func(ctx context.Context, s *plans.Step, ev plans.Events) error {
-				if env.current(ctx, s) {
-					return nil
-				}
-				to, err := env.Fleet.Member(s.Member)
-				if err != nil {
+				to, err := env.destination(ctx, s)
+				if to == nil || err != nil {
 					return err
 				}
 				if st, err := to.DatabaseStatus(ctx, s.Args["db"]); err == nil && (st.Status == mirror.DBNeedsDownload || st.Status == mirror.DBDownloading) {
@@ -261,11 +255,8 @@ func Handlers(env *Env) plans.Handlers {
 				return []plans.CheckResult{env.checkPrimary(ctx, s), env.checkMember(ctx, s), env.checkFree(ctx, s)}
 			},
 			Run: func(ctx context.Context, s *plans.Step, ev plans.Events) error {
-				if env.current(ctx, s) {
-					return nil
-				}
-				to, err := env.Fleet.Member(s.Member)
-				if err != nil {
+				to, err := env.destination(ctx, s)
+				if to == nil || err != nil {
 					return err
 				}
 				st, err := to.DatabaseStatus(ctx, s.Args["db"])
@@ -380,6 +371,14 @@ func (env *Env) checkMember(ctx context.Context, s *plans.Step) plans.CheckResul
 		return fail("member", fmt.Errorf("%s is now the primary", m.Name))
 	}
 	return ok("member", fmt.Sprintf("%s is %s in mirror %s", m.Name, st.Role, st.Mirror))
+}
+
+// destination is the step's member, or nil when it already has a current copy and the step has nothing left to do.
+func (env *Env) destination(ctx context.Context, s *plans.Step) (*mirrorctl.Member, error) {
+	if env.current(ctx, s) {
+		return nil, nil
+	}
+	return env.Fleet.Member(s.Member)
 }
 
 // current reports whether the step's member already has a current copy (the step then has nothing left to do).

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/mirrorkit/mirrorkit/internal/units"
 )
 
 // Phases of the events an execution reports.
@@ -126,26 +128,13 @@ func (t *textEvents) progressDue(e Event) bool {
 
 func progressText(done, total int64) string {
 	if total <= 0 {
-		return formatBytes(done)
+		return units.Bytes(done)
 	}
-	return fmt.Sprintf("%s of %s (%d%%)", formatBytes(done), formatBytes(total), min(done, total)*100/total)
+	return fmt.Sprintf("%s of %s (%d%%)", units.Bytes(done), units.Bytes(total), min(done, total)*100/total)
 }
 
 func roundDuration(d Duration) Duration {
 	return Duration(time.Duration(d).Round(time.Millisecond))
-}
-
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // barEvents draws progress events as a byte bar per step and every other event as a text line.

@@ -25,14 +25,14 @@ type agentCmd struct {
 func (a *agentCmd) Run() error {
 	cfg, err := agent.LoadConfig(a.Config)
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	setString(&cfg.Listen, a.Listen)
 	setString(&cfg.Token, a.Token)
 	log := newLogger(server.LogConfig{Level: a.LogLevel, Format: a.LogFormat})
 	ag, err := agent.New(cfg, agent.Options{Logger: log})
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	// Signals are caught before the port opens, so one arriving as soon as the agent answers still shuts it down cleanly.
 	signals := make(chan os.Signal, 1)

@@ -34,7 +34,7 @@ func (a *arbiterCmd) Run() error {
 		}
 		var err error
 		if tlsConf, err = files.ServerConfig(); err != nil {
-			return usageError{err}
+			return usageError{Err: err}
 		}
 	}
 	log := newLogger(server.LogConfig{Level: a.LogLevel, Format: a.LogFormat})

@@ -37,7 +37,7 @@ type dbCreateCmd struct {
 
 func (c *dbCreateCmd) Run() error {
 	if _, err := store.CanonicalDatabaseName(c.Name); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	ctx, cancel := c.context()
 	defer cancel()
@@ -64,7 +64,7 @@ type dbDownloadCmd struct {
 
 func (c *dbDownloadCmd) Run() error {
 	if _, err := store.CanonicalDatabaseName(c.Name); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	ctx, cancel := c.context()
 	defer cancel()
@@ -111,7 +111,7 @@ type dbActivateCmd struct {
 
 func (c *dbActivateCmd) Run(kctx *kong.Context) error {
 	if _, err := store.CanonicalDatabaseName(c.Name); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	ctx, cancel := c.context()
 	defer cancel()
@@ -136,7 +136,7 @@ type dbNameCmd struct {
 
 func (c *dbNameCmd) Run(kctx *kong.Context) error {
 	if _, err := store.CanonicalDatabaseName(c.Name); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	ctx, cancel := c.context()
 	defer cancel()

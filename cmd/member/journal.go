@@ -92,7 +92,7 @@ func (c *journalDumpCmd) Run() error {
 	var from journal.Position
 	if c.From != "" {
 		if from, err = journal.ParsePosition(c.From); err != nil {
-			return usageError{err}
+			return usageError{Err: err}
 		}
 	}
 	n := 0

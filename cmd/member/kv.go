@@ -29,7 +29,7 @@ type kvTarget struct {
 
 func (t *kvTarget) check() error {
 	if _, err := globals.Parse(t.Ref); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	return nil
 }
@@ -177,7 +177,7 @@ type kvQueryCmd struct {
 func (k *kvQueryCmd) Run() error {
 	if k.From != "" {
 		if _, err := globals.Parse(k.From); err != nil {
-			return usageError{fmt.Errorf("--from: %w", err)}
+			return usageError{Err: fmt.Errorf("--from: %w", err)}
 		}
 	}
 	return k.with(func(c *client.Client) error {
@@ -228,7 +228,7 @@ type kvIncrCmd struct {
 
 func (k *kvIncrCmd) Run() error {
 	if _, err := globals.Canonical(k.By); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	return k.with(func(c *client.Client) error {
 		ctx, cancel := k.context()

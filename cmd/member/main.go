@@ -3,28 +3,15 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"os"
-
-	"github.com/alecthomas/kong"
+	"github.com/mirrorkit/mirrorkit/internal/cli"
 )
 
-// Exit codes: 0 success, 1 the operation failed, 2 bad usage or bad configuration.
-const (
-	exitFailed = 1
-	exitUsage  = 2
-)
+// usageError marks errors caused by how the command was called: exit code 2.
+type usageError = cli.UsageError
 
-// usageError marks errors caused by how the command was called (bad flags, bad config, bad reference syntax).
-type usageError struct{ err error }
+var usage = cli.Usage
 
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usage(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
-
-type cli struct {
+type commands struct {
 	Run     runCmd     `cmd:"" help:"Run the member daemon."`
 	Status  statusCmd  `cmd:"" help:"Show a member's status."`
 	Version versionCmd `cmd:"" help:"Print version and format information."`
@@ -37,33 +24,5 @@ type cli struct {
 }
 
 func main() {
-	var c cli
-	parser, err := kong.New(&c,
-		kong.Name("member"),
-		kong.Description("mirrorkit member: a journaled database server, and its command-line client."),
-		kong.UsageOnError(),
-		kong.Exit(func(code int) {
-			if code != 0 {
-				code = exitUsage
-			}
-			os.Exit(code)
-		}),
-	)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "member:", err)
-		os.Exit(exitUsage)
-	}
-	ctx, err := parser.Parse(os.Args[1:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "member:", err)
-		os.Exit(exitUsage)
-	}
-	if err := ctx.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "member:", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(exitUsage)
-		}
-		os.Exit(exitFailed)
-	}
+	cli.Main("member", "mirrorkit member: a journaled database server, and its command-line client.", &commands{})
 }

@@ -38,7 +38,7 @@ func (r *remote) mirrorCall(name, action string, body any, say func(st mirror.St
 	if name != "" {
 		canon, err := mirror.CanonicalMirrorName(name)
 		if err != nil {
-			return usageError{err}
+			return usageError{Err: err}
 		}
 		path = "/api/v1/mirrors/" + canon + "/" + action
 	}
@@ -68,7 +68,7 @@ type mirrorCreateCmd struct {
 
 func (c *mirrorCreateCmd) Run() error {
 	if _, err := mirror.CanonicalMirrorName(c.Name); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	req := server.CreateMirrorRequest{Name: c.Name, QoS: c.QoS, CompressionFailover: c.CompressionFailover, CompressionAsync: c.CompressionAsync,
 		RequireTLS: c.RequireTLS, AsyncHoldback: c.AsyncHoldback, Arbiter: c.Arbiter}
@@ -86,7 +86,7 @@ type mirrorJoinCmd struct {
 
 func (c *mirrorJoinCmd) Run() error {
 	if _, err := mirror.CanonicalMirrorName(c.Name); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	return c.mirrorCall("", "join", server.JoinMirrorRequest{Mirror: c.Name, Primary: c.Primary, As: c.As}, func(st mirror.Status) {
 		fmt.Printf("member %s joined mirror %s as %s; the primary is %s\n", st.Member, st.Mirror, c.As, st.Primary)
@@ -122,7 +122,7 @@ func (c *mirrorNameCmd) Run(kctx *kong.Context) error {
 	action := map[string]string{"remove-member": "leave", "remove": "remove"}[verb]
 	name, err := mirror.CanonicalMirrorName(c.Name)
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	ctx, cancel := c.context()
 	defer cancel()
@@ -136,7 +136,7 @@ func (c *mirrorNameCmd) Run(kctx *kong.Context) error {
 func (c *mirrorNameCmd) pending() error {
 	name, err := mirror.CanonicalMirrorName(c.Name)
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	ctx, cancel := c.context()
 	defer cancel()
@@ -228,7 +228,7 @@ func (c *mirrorPromoteCmd) Run() error {
 func (r *remote) takeover(name, action string, body any) error {
 	canon, err := mirror.CanonicalMirrorName(name)
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	ctx, cancel := r.context()
 	defer cancel()

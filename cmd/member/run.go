@@ -107,7 +107,7 @@ func (r *runCmd) loadConfig() (server.Config, error) {
 	}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
-		return cfg, usageError{fmt.Errorf("configuration: %w", err)}
+		return cfg, usageError{Err: fmt.Errorf("configuration: %w", err)}
 	}
 	return cfg, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/server"
 	"github.com/mirrorkit/mirrorkit/engine/version"
+	"github.com/mirrorkit/mirrorkit/internal/units"
 )
 
 type statusCmd struct {
@@ -100,9 +101,9 @@ func printMonitor(m mirror.Status, dbs bool) {
 		fmt.Printf("%s became primary %d times by failover (%s); In Trouble %d times\n", m.Member, sumCounts(n), countsText(n), m.TroubleEpisodes)
 	}
 	if m.WireBytes > 0 {
-		fmt.Printf("journal data: %s on the wire, %s uncompressed (ratio %.2f)", bytesText(m.WireBytes), bytesText(m.JournalBytes), m.Ratio)
+		fmt.Printf("journal data: %s on the wire, %s uncompressed (ratio %.2f)", units.Bytes(int64(m.WireBytes)), units.Bytes(int64(m.JournalBytes)), m.Ratio)
 		if m.Role != "primary" {
-			fmt.Printf("; arriving at %s/s on the wire, %s/s of journal", bytesText(uint64(m.WireRate)), bytesText(uint64(m.JournalRate)))
+			fmt.Printf("; arriving at %s/s on the wire, %s/s of journal", units.Bytes(int64(m.WireRate)), units.Bytes(int64(m.JournalRate)))
 		}
 		fmt.Println()
 	}
@@ -128,18 +129,6 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func bytesText(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 type versionCmd struct {

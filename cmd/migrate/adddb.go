@@ -42,7 +42,7 @@ type addDBCmd struct {
 func (c *addDBCmd) Run() error {
 	canon, err := store.CanonicalDatabaseName(c.DB)
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	if c.Method == adddb.MethodBackup && c.Stage == "" {
 		return usage("--method backup needs --stage DIR or --stage s3://bucket/prefix")

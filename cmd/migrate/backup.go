@@ -7,6 +7,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/adddb"
 	"github.com/mirrorkit/mirrorkit/backup"
 	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/internal/units"
 	"github.com/mirrorkit/mirrorkit/plans"
 )
 
@@ -25,7 +26,7 @@ type backupCmd struct {
 
 func (c *backupCmd) Run() error {
 	if _, err := store.CanonicalDatabaseName(c.DB); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	if c.Level < 1 || c.Level > 22 {
 		return usage("--level %d: want 1 to 22", c.Level)
@@ -62,8 +63,8 @@ func (c *backupCmd) Run() error {
 			"bytes": m.Bytes, "stored_bytes": m.StoredBytes, "encrypted": m.Encrypted(), "seconds": took.Seconds(), "stage": c.Stage})
 	}
 	fmt.Printf("backup %s of %s taken on %s at %s: %s stored as %s (%.1fx) in %s (%s/s)%s\n", m.ID, m.Database, m.Member, m.Position,
-		bytesText(m.Bytes), bytesText(m.StoredBytes), ratio(m.Bytes, m.StoredBytes), took.Round(time.Millisecond),
-		bytesText(int64(float64(m.Bytes)/took.Seconds())), map[bool]string{true: ", encrypted", false: ""}[m.Encrypted()])
+		units.Bytes(m.Bytes), units.Bytes(m.StoredBytes), ratio(m.Bytes, m.StoredBytes), took.Round(time.Millisecond),
+		units.Bytes(int64(float64(m.Bytes)/took.Seconds())), map[bool]string{true: ", encrypted", false: ""}[m.Encrypted()])
 	return nil
 }
 
@@ -72,18 +73,4 @@ func ratio(a, b int64) float64 {
 		return 0
 	}
 	return float64(a) / float64(b)
-}
-
-// bytesText prints a byte count with a binary unit.
-func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -20,7 +20,7 @@ type copyCmd struct {
 
 func (c *copyCmd) Run() error {
 	if _, err := store.CanonicalDatabaseName(c.DB); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	ctx, cancel := interruptible()
 	defer cancel()
@@ -30,11 +30,11 @@ func (c *copyCmd) Run() error {
 	}
 	from, err := f.Member(c.From)
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	to, err := f.Member(c.To)
 	if err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	start := time.Now()
 	wctx, wcancel := context.WithTimeout(ctx, c.Wait)

@@ -39,7 +39,7 @@ func (f *mirrorFlags) tlsConfig() (*tls.Config, error) {
 		return nil, nil
 	}
 	if err := files.Validate(); err != nil {
-		return nil, usageError{fmt.Errorf("tls: %w", err)}
+		return nil, usageError{Err: fmt.Errorf("tls: %w", err)}
 	}
 	return files.ClientConfig()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/adddb"
 	"github.com/mirrorkit/mirrorkit/backup"
 	"github.com/mirrorkit/mirrorkit/internal/mirrorctl"
+	"github.com/mirrorkit/mirrorkit/internal/units"
 )
 
 type listCmd struct {
@@ -70,8 +71,8 @@ func (c *listCmd) Run() error {
 		if l.Encrypted {
 			state += ", encrypted"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Database, l.ID, l.Created.Local().Format(time.DateTime), bytesText(l.Bytes),
-			bytesText(l.StoredBytes), l.Position, state, orDash(l.Restorable))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Database, l.ID, l.Created.Local().Format(time.DateTime), units.Bytes(l.Bytes),
+			units.Bytes(l.StoredBytes), l.Position, state, orDash(l.Restorable))
 	}
 	return tw.Flush()
 }

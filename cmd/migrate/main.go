@@ -3,27 +3,15 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"os"
-
-	"github.com/alecthomas/kong"
+	"github.com/mirrorkit/mirrorkit/internal/cli"
 )
 
-// Exit codes: 0 success, 1 the operation failed (or a dry run found failing checks), 2 bad usage.
-const (
-	exitFailed = 1
-	exitUsage  = 2
-)
+// usageError marks errors caused by how the command was called: exit code 2.
+type usageError = cli.UsageError
 
-type usageError struct{ err error }
+var usage = cli.Usage
 
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usage(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
-
-type cli struct {
+type commands struct {
 	AddDB   addDBCmd   `cmd:"" name:"add-db" help:"Add an existing database (with data) to a mirror and give every member a verified copy, by backup/restore, file copy or download; shows the plan first and resumes when re-run."`
 	Backup  backupCmd  `cmd:"" help:"Back up a mirrored database from a member (the backup or a current async by default) to a stage."`
 	Restore restoreCmd `cmd:"" help:"Restore a backup onto a member (it is activated and catches up) or into a local directory."`
@@ -35,33 +23,5 @@ type cli struct {
 }
 
 func main() {
-	var c cli
-	parser, err := kong.New(&c,
-		kong.Name("migrate"),
-		kong.Description("mirrorkit migrate: bring existing databases into a mirror, and back them up."),
-		kong.UsageOnError(),
-		kong.Exit(func(code int) {
-			if code != 0 {
-				code = exitUsage
-			}
-			os.Exit(code)
-		}),
-	)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "migrate:", err)
-		os.Exit(exitUsage)
-	}
-	ctx, err := parser.Parse(os.Args[1:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "migrate:", err)
-		os.Exit(exitUsage)
-	}
-	if err := ctx.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "migrate:", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(exitUsage)
-		}
-		os.Exit(exitFailed)
-	}
+	cli.Main("migrate", "mirrorkit migrate: bring existing databases into a mirror, and back them up.", &commands{})
 }

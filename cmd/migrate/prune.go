@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/backup"
+	"github.com/mirrorkit/mirrorkit/internal/units"
 )
 
 type pruneCmd struct {
@@ -46,7 +47,7 @@ func (c *pruneCmd) Run() error {
 		verb = "deleted"
 	}
 	for _, e := range gone {
-		fmt.Printf("%s %s (created %s, %s stored)\n", verb, e.Database+"/"+e.ID, e.Created.Local().Format(time.DateTime), bytesText(e.StoredBytes))
+		fmt.Printf("%s %s (created %s, %s stored)\n", verb, e.Database+"/"+e.ID, e.Created.Local().Format(time.DateTime), units.Bytes(e.StoredBytes))
 	}
 	if len(gone) == 0 {
 		fmt.Println("nothing to prune")

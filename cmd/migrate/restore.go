@@ -8,6 +8,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/adddb"
 	"github.com/mirrorkit/mirrorkit/backup"
 	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/internal/units"
 	"github.com/mirrorkit/mirrorkit/plans"
 	"github.com/mirrorkit/mirrorkit/restore"
 )
@@ -27,22 +28,14 @@ type restoreCmd struct {
 
 func (c *restoreCmd) Run() error {
 	if _, err := store.CanonicalDatabaseName(c.DB); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	if (c.To == "") == (c.Dir == "") {
 		return usage("give either --to MEMBER (with --mirror) or --dir PATH")
 	}
 	ctx, cancel := interruptible()
 	defer cancel()
-	key, err := c.load()
-	if err != nil {
-		return err
-	}
-	tgt, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	m, err := loadBackup(ctx, tgt, c.DB, c.Backup)
+	tgt, m, key, err := openBackup(ctx, &c.stageFlags, &c.keyFlags, c.DB, c.Backup)
 	if err != nil {
 		return err
 	}
@@ -66,7 +59,7 @@ func (c *restoreCmd) Run() error {
 		}
 		to, err := f.Member(c.To)
 		if err != nil {
-			return usageError{err}
+			return usageError{Err: err}
 		}
 		if _, err := adddb.Restore(ctx, f, to, tgt, m, c.Delta, opts); err != nil {
 			ev.Event(plans.Event{Time: time.Now(), Kind: "restore", Phase: plans.PhaseFailed, Message: err.Error()})
@@ -79,15 +72,27 @@ func (c *restoreCmd) Run() error {
 		return printDone(map[string]any{"event": "done", "id": m.ID, "database": m.Database, "position": m.Position, "bytes": m.Bytes,
 			"seconds": took.Seconds(), "to": where})
 	}
-	fmt.Printf("backup %s of %s restored into %s at %s: %s in %s (%s/s)\n", m.ID, m.Database, where, m.Position, bytesText(m.Bytes),
-		took.Round(time.Millisecond), bytesText(int64(float64(m.Bytes)/took.Seconds())))
+	fmt.Printf("backup %s of %s restored into %s at %s: %s in %s (%s/s)\n", m.ID, m.Database, where, m.Position, units.Bytes(m.Bytes),
+		took.Round(time.Millisecond), units.Bytes(int64(float64(m.Bytes)/took.Seconds())))
 	return nil
 }
 
-// loadBackup reads the manifest of backup id of db, or of its newest complete backup when id is "".
-func loadBackup(ctx context.Context, tgt backup.Target, db, id string) (*backup.Manifest, error) {
-	if id == "" {
-		return backup.Latest(ctx, tgt, db)
+// openBackup loads the key file, opens the stage and reads the manifest of backup id of db (of its newest complete backup
+// when id is "").
+func openBackup(ctx context.Context, s *stageFlags, k *keyFlags, db, id string) (backup.Target, *backup.Manifest, []byte, error) {
+	key, err := k.load()
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	return backup.LoadManifest(ctx, tgt, db, id)
+	tgt, err := s.open(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var m *backup.Manifest
+	if id == "" {
+		m, err = backup.Latest(ctx, tgt, db)
+	} else {
+		m, err = backup.LoadManifest(ctx, tgt, db, id)
+	}
+	return tgt, m, key, err
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/internal/units"
 	"github.com/mirrorkit/mirrorkit/restore"
 )
 
@@ -20,22 +21,14 @@ type verifyCmd struct {
 
 func (c *verifyCmd) Run() error {
 	if _, err := store.CanonicalDatabaseName(c.DB); err != nil {
-		return usageError{err}
+		return usageError{Err: err}
 	}
 	if c.Level < 1 || c.Level > 3 {
 		return usage("--level %d: want 1, 2 or 3", c.Level)
 	}
 	ctx, cancel := interruptible()
 	defer cancel()
-	key, err := c.load()
-	if err != nil {
-		return err
-	}
-	tgt, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	m, err := loadBackup(ctx, tgt, c.DB, c.Backup)
+	tgt, m, key, err := openBackup(ctx, &c.stageFlags, &c.keyFlags, c.DB, c.Backup)
 	if err != nil {
 		return err
 	}
@@ -53,12 +46,12 @@ func (c *verifyCmd) Run() error {
 	if c.JSON {
 		return printJSON(os.Stdout, rep)
 	}
-	fmt.Printf("backup %s verified at level %d: %d objects (%s stored)", m.Name(), c.Level, rep.Objects, bytesText(rep.StoredBytes))
+	fmt.Printf("backup %s verified at level %d: %d objects (%s stored)", m.Name(), c.Level, rep.Objects, units.Bytes(rep.StoredBytes))
 	if c.Level >= 2 {
 		fmt.Printf(", %d chunks checked", rep.Chunks)
 	}
 	if c.Level == 3 {
-		fmt.Printf(", %d files (%s) restored, opened at %s, logical hash matches", rep.Files, bytesText(rep.Bytes), m.Position)
+		fmt.Printf(", %d files (%s) restored, opened at %s, logical hash matches", rep.Files, units.Bytes(rep.Bytes), m.Position)
 	}
 	fmt.Println()
 	return nil

@@ -46,22 +46,7 @@ func (m *Manager) AddExistingDatabase(name, mirror string) (store.Info, error) {
 		return store.Info{}, fmt.Errorf("database %s is already in mirror %s (created in it): %w", canon, mir.name, wire.ErrExists)
 	}
 	info, err := m.store.AttachToMirror(canon, mir.name, func(pos journal.Position) error {
-		return mir.update(func(st *localState) error {
-			if !slices.Contains(st.Config.Databases, canon) {
-				st.Config.Databases = append(st.Config.Databases, canon)
-			}
-			if st.Config.Added == nil {
-				st.Config.Added = map[string]journal.Position{}
-			}
-			if st.Config.Added[canon] == pos {
-				return nil
-			}
-			st.Config.Added[canon] = pos
-			delete(st.Config.Created, canon)
-			st.Config.Removed = slices.DeleteFunc(st.Config.Removed, func(s string) bool { return s == canon })
-			st.Config.Version++
-			return nil
-		})
+		return mir.recordDatabase(canon, pos, true)
 	})
 	if err != nil {
 		return store.Info{}, err
@@ -73,6 +58,32 @@ func (m *Manager) AddExistingDatabase(name, mirror string) (store.Info, error) {
 // ErrNeedsCopy is returned when a database is created on a backup or async although it joined the mirror with existing
 // data: such a copy cannot start empty; it is downloaded (Download), copied or restored instead.
 var ErrNeedsCopy = errors.New("the database joined the mirror with existing data: this member needs a copy of it")
+
+// recordDatabase puts a database into the primary's configuration of the mirror: created empty (its copies start at pos)
+// or added with data (withData: its copies need a copy of the data, at pos or later). Recording the same again is a no-op.
+func (mir *Mirror) recordDatabase(db string, pos journal.Position, withData bool) error {
+	return mir.update(func(st *localState) error {
+		cfg := &st.Config
+		first, other := &cfg.Created, &cfg.Added
+		if withData {
+			first, other = &cfg.Added, &cfg.Created
+		}
+		if slices.Contains(cfg.Databases, db) && (*first)[db] == pos {
+			return nil
+		}
+		if !slices.Contains(cfg.Databases, db) {
+			cfg.Databases = append(cfg.Databases, db)
+		}
+		if *first == nil {
+			*first = map[string]journal.Position{}
+		}
+		(*first)[db] = pos
+		delete(*other, db)
+		cfg.Removed = slices.DeleteFunc(cfg.Removed, func(s string) bool { return s == db })
+		cfg.Version++
+		return nil
+	})
+}
 
 // DownloadRequest is a copy of a database this member is to fetch from another member, persisted until it is done.
 type DownloadRequest struct {

@@ -189,19 +189,7 @@ func (m *Manager) CreateDatabase(name, mirror string) (store.Info, error) {
 		if err != nil {
 			return store.Info{}, err
 		}
-		err = mir.update(func(st *localState) error {
-			if !slices.Contains(st.Config.Databases, canon) {
-				st.Config.Databases = append(st.Config.Databases, canon)
-			}
-			if st.Config.Created == nil {
-				st.Config.Created = map[string]journal.Position{}
-			}
-			st.Config.Created[canon] = info.Applied
-			st.Config.Removed = slices.DeleteFunc(st.Config.Removed, func(s string) bool { return s == canon })
-			st.Config.Version++
-			return nil
-		})
-		if err != nil {
+		if err := mir.recordDatabase(canon, info.Applied, false); err != nil {
 			return store.Info{}, err
 		}
 		mir.broadcastConfig()

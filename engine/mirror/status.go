@@ -8,6 +8,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/dejournal"
 	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
+	"github.com/mirrorkit/mirrorkit/internal/units"
 )
 
 // User-visible status strings (MIRRORING.md §3–5, §8).
@@ -303,7 +304,7 @@ func (mir *Mirror) databaseStatus(cfg Config, dj *dejournal.Dejournaler, stopped
 	for _, d := range mir.downloads {
 		ds := DatabaseStatus{Name: d.DB, Status: d.Status, Error: d.Error, BytesDone: d.Done, BytesTotal: d.Total}
 		if d.Status == DBDownloading {
-			ds.Progress = fmt.Sprintf("%s of %s from %s", humanBytes(d.Done), humanBytes(d.Total), d.Source)
+			ds.Progress = fmt.Sprintf("%s of %s from %s", units.Bytes(d.Done), units.Bytes(d.Total), d.Source)
 		}
 		out = append(out, ds)
 	}
@@ -370,18 +371,4 @@ func Merge(primary Status, locals map[string]Status) Status {
 		}
 	}
 	return out
-}
-
-// humanBytes prints a byte count with a binary unit.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
