@@ -1,4 +1,4 @@
-package backup
+package backup_test
 
 import (
 	"bytes"
@@ -13,51 +13,26 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/mirrorkit/mirrorkit/backup"
+	"github.com/mirrorkit/mirrorkit/backup/backuptest"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/version"
 )
 
-var (
-	smallOnce    sync.Once
-	smallFixture fixture
-)
-
-// small is a checkpoint of a few hundred KiB shared by the tests that only read it.
-func small(tb testing.TB) fixture {
-	tb.Helper()
-	smallOnce.Do(func() { smallFixture = makeCheckpoint(&onceTB{TB: tb}, "Orders", 400<<10) })
-	if smallFixture.dir == "" {
-		tb.Fatal("fixture checkpoint failed")
-	}
-	return smallFixture
-}
-
-// onceTB lets a fixture shared by several tests outlive the test that made it: its temporary directories are removed at
-// process exit instead of at that test's end.
-type onceTB struct{ testing.TB }
-
-func (o *onceTB) TempDir() string { return sharedTempDir(o.TB) }
-func (o *onceTB) Cleanup(func())  {}
-
-func testKey(tb testing.TB, b byte) []byte {
-	tb.Helper()
-	return bytes.Repeat([]byte{b}, KeySize)
-}
-
 func TestRunRoundTrip(t *testing.T) {
-	fx := small(t)
+	fx := small.Fixture(t)
 	created := time.Date(2026, 11, 26, 17, 30, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name string
-		opts Options
+		opts backup.Options
 	}{
-		{"plain level 1 tiny chunks", Options{Level: 1, ChunkSize: 4 << 10, Parallel: 3}},
-		{"plain level 19", Options{Level: 19}},
-		{"encrypted tiny chunks", Options{ChunkSize: 4 << 10, Parallel: 8, Key: testKey(t, 7)}},
-		{"defaults", Options{}},
+		{"plain level 1 tiny chunks", backup.Options{Level: 1, ChunkSize: 4 << 10, Parallel: 3}},
+		{"plain level 19", backup.Options{Level: 19}},
+		{"encrypted tiny chunks", backup.Options{ChunkSize: 4 << 10, Parallel: 8, Key: backuptest.Key(7)}},
+		{"defaults", backup.Options{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tgt := newMemTarget()
+			tgt := backuptest.NewMemTarget()
 			var mu sync.Mutex
 			var last, total int64
 			tc.opts.Now = fixedClock(created)
@@ -69,17 +44,17 @@ func TestRunRoundTrip(t *testing.T) {
 				}
 				last, total = done, all
 			}
-			m := mustRun(t, fx, tgt, tc.opts)
+			m := backuptest.Run(t, fx, tgt, tc.opts)
 			wantChunk := tc.opts.ChunkSize
 			if wantChunk == 0 {
-				wantChunk = DefaultChunkSize
+				wantChunk = backup.DefaultChunkSize
 			}
-			if m.Database != fx.db || m.Position != fx.applied || m.DatabaseFormat != store.FormatVersion || m.ChunkSize != wantChunk ||
+			if m.Database != fx.DB || m.Position != fx.Applied || m.DatabaseFormat != store.FormatVersion || m.ChunkSize != wantChunk ||
 				m.ToolVersion != version.Software || !m.Created.Equal(created) || !strings.HasPrefix(m.ID, "20261126T173000Z-") {
 				t.Fatalf("manifest header %+v", m)
 			}
-			if m.LogicalHash.Nodes != fx.hash.Nodes || m.LogicalHash.SHA256 != fx.hash.SHA256 {
-				t.Fatalf("logical hash %+v, store says %+v", m.LogicalHash, fx.hash)
+			if m.LogicalHash.Nodes != fx.Hash.Nodes || m.LogicalHash.SHA256 != fx.Hash.SHA256 {
+				t.Fatalf("logical hash %+v, store says %+v", m.LogicalHash, fx.Hash)
 			}
 			if m.Encrypted() != (tc.opts.Key != nil) {
 				t.Fatalf("encrypted = %v", m.Encrypted())
@@ -88,11 +63,11 @@ func TestRunRoundTrip(t *testing.T) {
 				t.Fatalf("progress ended at %d of %d, backup has %d bytes", last, total, m.Bytes)
 			}
 			got := reassemble(t, tgt, m, tc.opts.Key)
-			if files := readDir(t, fx.dir); !maps.EqualFunc(got, files, bytes.Equal) {
+			if files := backuptest.ReadFiles(t, fx.Dir); !maps.EqualFunc(got, files, bytes.Equal) {
 				t.Fatalf("reassembled %d files, source has %d, or contents differ", len(got), len(files))
 			}
 			// The stored manifest is what Run returned; progress.json is gone and no chunk object is unreferenced.
-			loaded, err := LoadManifest(context.Background(), tgt, strings.ToLower(fx.db), m.ID)
+			loaded, err := backup.LoadManifest(context.Background(), tgt, strings.ToLower(fx.DB), m.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,13 +76,13 @@ func TestRunRoundTrip(t *testing.T) {
 			if !bytes.Equal(a, b) {
 				t.Fatal("stored manifest differs from the returned one")
 			}
-			if keys := tgt.keys(t, progressKey(m.Database, m.ID)); len(keys) != 0 {
+			if keys := tgt.Keys(t, backup.ProgressKey(m.Database, m.ID)); len(keys) != 0 {
 				t.Fatalf("progress record left: %v", keys)
 			}
-			if n, want := len(tgt.keys(t, chunkPrefix(m.Database, m.ID))), len(distinctChunks(m)); n != want {
+			if n, want := len(tgt.Keys(t, backup.ChunkPrefix(m.Database, m.ID))), len(backup.DistinctChunks(m)); n != want {
 				t.Fatalf("%d chunk objects stored, manifest references %d", n, want)
 			}
-			if err := VerifyChunks(context.Background(), tgt, m, tc.opts.Key, 2); err != nil {
+			if err := backup.VerifyChunks(context.Background(), tgt, m, tc.opts.Key, 2); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -115,22 +90,22 @@ func TestRunRoundTrip(t *testing.T) {
 }
 
 func TestEncryptedChunksNeedTheKey(t *testing.T) {
-	fx := small(t)
-	tgt := newMemTarget()
-	key := testKey(t, 1)
-	m := mustRun(t, fx, tgt, Options{ChunkSize: 16 << 10, Key: key})
-	if m.Encryption.KeyID != KeyID(key) || len(m.Encryption.WrappedKey) != wrappedKeyLen {
+	fx := small.Fixture(t)
+	tgt := backuptest.NewMemTarget()
+	key := backuptest.Key(1)
+	m := backuptest.Run(t, fx, tgt, backup.Options{ChunkSize: 16 << 10, Key: key})
+	if m.Encryption.KeyID != backup.KeyID(key) || len(m.Encryption.WrappedKey) != backup.WrappedKeyLen {
 		t.Fatalf("encryption %+v", m.Encryption)
 	}
-	if _, err := NewChunkReader(tgt, m, nil, 1); !errors.Is(err, ErrKeyRequired) {
+	if _, err := backup.NewChunkReader(tgt, m, nil, 1); !errors.Is(err, backup.ErrKeyRequired) {
 		t.Fatalf("no key: %v", err)
 	}
-	if _, err := NewChunkReader(tgt, m, testKey(t, 2), 1); !errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), m.Name()) {
+	if _, err := backup.NewChunkReader(tgt, m, backuptest.Key(2), 1); !errors.Is(err, backup.ErrWrongKey) || !strings.Contains(err.Error(), m.Name()) {
 		t.Fatalf("wrong key: %v", err)
 	}
 	// A stored object is sealed: it is not a zstd frame anyone can decompress.
-	ref := distinctChunks(m)[0]
-	data, err := getAll(context.Background(), tgt, m.ChunkKey(ref.chunk.SHA256))
+	ref := backup.DistinctChunks(m)[0]
+	data, err := backup.GetAll(context.Background(), tgt, m.ChunkKey(ref.Chunk.SHA256))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,17 +120,17 @@ func TestEncryptedChunksNeedTheKey(t *testing.T) {
 	enc.WrappedKey = bytes.Clone(enc.WrappedKey)
 	enc.WrappedKey[20] ^= 1
 	altered.Encryption = &enc
-	if _, err := NewChunkReader(tgt, &altered, key, 1); !errors.Is(err, ErrWrongKey) {
+	if _, err := backup.NewChunkReader(tgt, &altered, key, 1); !errors.Is(err, backup.ErrWrongKey) {
 		t.Fatalf("altered wrapped key: %v", err)
 	}
 }
 
 // interrupt runs a backup against a target that fails after okPuts puts and returns the ID of the incomplete backup it
 // leaves.
-func interrupt(t *testing.T, fx fixture, mem *memTarget, okPuts int64, opts Options) string {
+func interrupt(t *testing.T, fx backuptest.Fixture, mem *backuptest.MemTarget, okPuts int64, opts backup.Options) string {
 	t.Helper()
 	states := func() map[string]bool {
-		entries, err := List(context.Background(), mem, fx.db)
+		entries, err := backup.List(context.Background(), mem, fx.DB)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,9 +141,9 @@ func interrupt(t *testing.T, fx fixture, mem *memTarget, okPuts int64, opts Opti
 		return out
 	}
 	before := states()
-	faulty := &faultyTarget{Target: mem, okPuts: okPuts}
-	_, err := Run(context.Background(), DirSource(fx.dir), faulty, opts)
-	if !errors.Is(err, errUnreachable) || !strings.Contains(err.Error(), "put "+fx.db+"/") {
+	faulty := backuptest.FailAfterPuts(mem, okPuts)
+	_, err := backup.Run(context.Background(), backup.DirSource(fx.Dir), faulty, opts)
+	if !errors.Is(err, backuptest.ErrUnreachable) || !strings.Contains(err.Error(), "put "+fx.DB+"/") {
 		t.Fatalf("backup against a failing target: %v", err)
 	}
 	var id string
@@ -187,9 +162,9 @@ func interrupt(t *testing.T, fx fixture, mem *memTarget, okPuts int64, opts Opti
 	return id
 }
 
-func recordedChunks(t *testing.T, mem *memTarget, db, id string) int {
+func recordedChunks(t *testing.T, mem *backuptest.MemTarget, db, id string) int {
 	t.Helper()
-	p, err := loadProgress(context.Background(), mem, db, id)
+	p, err := backup.LoadProgress(context.Background(), mem, db, id)
 	if err != nil || p == nil {
 		t.Fatalf("progress of %s/%s: %v", db, id, err)
 	}
@@ -197,55 +172,55 @@ func recordedChunks(t *testing.T, mem *memTarget, db, id string) int {
 }
 
 func TestResumeUploadsOnlyMissingChunks(t *testing.T) {
-	fx := small(t)
-	mem := newMemTarget()
-	opts := Options{ChunkSize: 4 << 10, Parallel: 3, Level: 1}
+	fx := small.Fixture(t)
+	mem := backuptest.NewMemTarget()
+	opts := backup.Options{ChunkSize: 4 << 10, Parallel: 3, Level: 1}
 	id := interrupt(t, fx, mem, 30, opts)
-	recorded := recordedChunks(t, mem, fx.db, id)
+	recorded := recordedChunks(t, mem, fx.DB, id)
 	if recorded == 0 {
 		t.Fatal("no chunk recorded before the failure")
 	}
 
-	mem.resetPuts()
+	mem.ResetPuts()
 	// Different settings are ignored on resume: the backup keeps the chunking it started with.
-	m := mustRun(t, fx, mem, Options{ChunkSize: 1 << 20, Parallel: 2, Level: 9})
+	m := backuptest.Run(t, fx, mem, backup.Options{ChunkSize: 1 << 20, Parallel: 2, Level: 9})
 	if m.ID != id || m.ChunkSize != opts.ChunkSize || m.Compression.Level != opts.Level {
 		t.Fatalf("resumed %s (chunk size %d, level %d), want %s", m.ID, m.ChunkSize, m.Compression.Level, id)
 	}
-	distinct := len(distinctChunks(m))
-	if got, want := mem.chunkPuts(), distinct-recorded; got != want || got >= distinct {
+	distinct := len(backup.DistinctChunks(m))
+	if got, want := mem.ChunkPuts(), distinct-recorded; got != want || got >= distinct {
 		t.Fatalf("resume stored %d chunks, want %d (of %d, %d recorded)", got, want, distinct, recorded)
 	}
-	if got := reassemble(t, mem, m, nil); !maps.EqualFunc(got, readDir(t, fx.dir), bytes.Equal) {
+	if got := reassemble(t, mem, m, nil); !maps.EqualFunc(got, backuptest.ReadFiles(t, fx.Dir), bytes.Equal) {
 		t.Fatal("resumed backup does not reassemble to the source")
 	}
 
 	// A resumed backup whose recorded chunk object went missing or shrank uploads it again.
-	mem2 := newMemTarget()
+	mem2 := backuptest.NewMemTarget()
 	id2 := interrupt(t, fx, mem2, 30, opts)
-	p, err := loadProgress(context.Background(), mem2, fx.db, id2)
+	p, err := backup.LoadProgress(context.Background(), mem2, fx.DB, id2)
 	if err != nil || len(p.Chunks) < 2 {
 		t.Fatalf("progress %+v, %v", p, err)
 	}
-	mem2.Delete(context.Background(), chunkKey(fx.db, id2, p.Chunks[0].SHA256))
-	mem2.edit(t, chunkKey(fx.db, id2, p.Chunks[1].SHA256), func(b []byte) []byte { return b[:len(b)-1] })
+	mem2.Delete(context.Background(), backup.ChunkKey(fx.DB, id2, p.Chunks[0].SHA256))
+	mem2.Edit(t, backup.ChunkKey(fx.DB, id2, p.Chunks[1].SHA256), func(b []byte) []byte { return b[:len(b)-1] })
 	recorded = len(p.Chunks)
-	mem2.resetPuts()
-	m2 := mustRun(t, fx, mem2, Options{})
-	if got, want := mem2.chunkPuts(), len(distinctChunks(m2))-recorded+2; got != want {
+	mem2.ResetPuts()
+	m2 := backuptest.Run(t, fx, mem2, backup.Options{})
+	if got, want := mem2.ChunkPuts(), len(backup.DistinctChunks(m2))-recorded+2; got != want {
 		t.Fatalf("resume stored %d chunks, want %d", got, want)
 	}
-	if err := VerifyChunks(context.Background(), mem2, m2, nil, 2); err != nil {
+	if err := backup.VerifyChunks(context.Background(), mem2, m2, nil, 2); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestResumeEncrypted(t *testing.T) {
-	fx := small(t)
-	mem := newMemTarget()
-	key := testKey(t, 3)
-	id := interrupt(t, fx, mem, 20, Options{ChunkSize: 4 << 10, Key: key})
-	p, err := loadProgress(context.Background(), mem, fx.db, id)
+	fx := small.Fixture(t)
+	mem := backuptest.NewMemTarget()
+	key := backuptest.Key(3)
+	id := interrupt(t, fx, mem, 20, backup.Options{ChunkSize: 4 << 10, Key: key})
+	p, err := backup.LoadProgress(context.Background(), mem, fx.DB, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,74 +229,74 @@ func TestResumeEncrypted(t *testing.T) {
 		key  []byte
 		want error
 	}{
-		{"no key", nil, ErrKeyRequired},
-		{"other key", testKey(t, 4), ErrWrongKey},
+		{"no key", nil, backup.ErrKeyRequired},
+		{"other key", backuptest.Key(4), backup.ErrWrongKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mem.resetPuts()
-			_, err := Run(context.Background(), DirSource(fx.dir), mem, Options{Key: tc.key})
+			mem.ResetPuts()
+			_, err := backup.Run(context.Background(), backup.DirSource(fx.Dir), mem, backup.Options{Key: tc.key})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), id) {
 				t.Fatalf("resume: %v, want %v naming %s", err, tc.want, id)
 			}
-			if len(mem.puts) != 0 {
-				t.Fatalf("a refused resume wrote %v", mem.puts)
+			if len(mem.Puts()) != 0 {
+				t.Fatalf("a refused resume wrote %v", mem.Puts())
 			}
 		})
 	}
-	mem.resetPuts()
-	m := mustRun(t, fx, mem, Options{Key: key})
+	mem.ResetPuts()
+	m := backuptest.Run(t, fx, mem, backup.Options{Key: key})
 	if m.ID != id || !bytes.Equal(m.Encryption.WrappedKey, p.Encryption.WrappedKey) {
 		t.Fatalf("resumed %s with wrapped key %x, want %s with %x", m.ID, m.Encryption.WrappedKey, id, p.Encryption.WrappedKey)
 	}
-	if got, want := mem.chunkPuts(), len(distinctChunks(m))-len(p.Chunks); got != want {
+	if got, want := mem.ChunkPuts(), len(backup.DistinctChunks(m))-len(p.Chunks); got != want {
 		t.Fatalf("resume stored %d chunks, want %d", got, want)
 	}
-	if err := VerifyChunks(context.Background(), mem, m, key, 3); err != nil {
+	if err := backup.VerifyChunks(context.Background(), mem, m, key, 3); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestRunRefusals(t *testing.T) {
-	fx := small(t)
-	mem := newMemTarget()
-	m := mustRun(t, fx, mem, Options{})
+	fx := small.Fixture(t)
+	mem := backuptest.NewMemTarget()
+	m := backuptest.Run(t, fx, mem, backup.Options{})
 	for _, tc := range []struct {
 		name string
-		opts Options
+		opts backup.Options
 		want string
 	}{
-		{"complete ID", Options{ID: m.ID}, "already complete"},
-		{"bad ID", Options{ID: "../x"}, "backup id"},
-		{"level", Options{Level: 23}, "level"},
-		{"chunk size", Options{ChunkSize: 10}, "chunk size"},
-		{"short key", Options{Key: []byte("short")}, "key of 5 bytes"},
+		{"complete ID", backup.Options{ID: m.ID}, "already complete"},
+		{"bad ID", backup.Options{ID: "../x"}, "backup id"},
+		{"level", backup.Options{Level: 23}, "level"},
+		{"chunk size", backup.Options{ChunkSize: 10}, "chunk size"},
+		{"short key", backup.Options{Key: []byte("short")}, "key of 5 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mem.resetPuts()
-			_, err := Run(context.Background(), DirSource(fx.dir), mem, tc.opts)
+			mem.ResetPuts()
+			_, err := backup.Run(context.Background(), backup.DirSource(fx.Dir), mem, tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run: %v, want %q", err, tc.want)
 			}
-			if len(mem.puts) != 0 {
-				t.Fatalf("a refused run wrote %v", mem.puts)
+			if len(mem.Puts()) != 0 {
+				t.Fatalf("a refused run wrote %v", mem.Puts())
 			}
 		})
 	}
-	if _, err := Run(context.Background(), DirSource(t.TempDir()), mem, Options{}); !errors.Is(err, store.ErrNotDatabase) {
+	if _, err := backup.Run(context.Background(), backup.DirSource(t.TempDir()), mem, backup.Options{}); !errors.Is(err, store.ErrNotDatabase) {
 		t.Fatalf("backup of an empty directory: %v", err)
 	}
 }
 
 // A new run after a complete backup starts a new backup instead of touching the complete one.
 func TestRunAfterCompleteStartsNew(t *testing.T) {
-	fx := small(t)
-	mem := newMemTarget()
-	first := mustRun(t, fx, mem, Options{Now: fixedClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))})
-	second := mustRun(t, fx, mem, Options{Now: fixedClock(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))})
+	fx := small.Fixture(t)
+	mem := backuptest.NewMemTarget()
+	first := backuptest.Run(t, fx, mem, backup.Options{Now: fixedClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))})
+	second := backuptest.Run(t, fx, mem, backup.Options{Now: fixedClock(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))})
 	if first.ID == second.ID {
 		t.Fatal("second backup reused the first one's ID")
 	}
-	if _, err := LoadManifest(context.Background(), mem, fx.db, first.ID); err != nil {
+	if _, err := backup.LoadManifest(context.Background(), mem, fx.DB, first.ID); err != nil {
 		t.Fatal(err)
 	}
 }

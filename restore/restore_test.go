@@ -12,68 +12,32 @@ import (
 	"testing"
 
 	"github.com/mirrorkit/mirrorkit/backup"
+	"github.com/mirrorkit/mirrorkit/backup/backuptest"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 )
 
-var (
-	fxOnce sync.Once
-	fx     fixture
-	fxRoot string
-)
-
 // shared is a checkpoint of about 300 KiB in several table files, made once for the tests that only read it.
-func shared(tb testing.TB) fixture {
-	tb.Helper()
-	fxOnce.Do(func() { fx = makeCheckpoint(&rootTB{TB: tb}, "Orders", 300<<10) })
-	if fx.dir == "" {
-		tb.Fatal("fixture checkpoint failed")
-	}
-	return fx
-}
-
-// rootTB keeps a shared fixture's directories until the process ends (TestMain removes them).
-type rootTB struct{ testing.TB }
-
-func (r *rootTB) TempDir() string {
-	dir, err := os.MkdirTemp(fxRoot, "fixture-")
-	if err != nil {
-		r.Fatal(err)
-	}
-	return dir
-}
-
-func (r *rootTB) Cleanup(func()) {}
-
-func TestMain(m *testing.M) {
-	var err error
-	if fxRoot, err = os.MkdirTemp("", "restore-test-"); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(fxRoot)
-	os.Exit(code)
-}
-
-func key(b byte) []byte { return bytes.Repeat([]byte{b}, backup.KeySize) }
+var shared = backuptest.Shared{DB: "Orders", Size: 300 << 10, Options: backuptest.CheckpointOptions{ValuesPerTable: 100}}
 
 // checkRestored asserts that dir holds the fixture's database, byte for byte, at its position and hash.
-func checkRestored(t *testing.T, fx fixture, dir string) {
+func checkRestored(t *testing.T, fx backuptest.Fixture, dir string) {
 	t.Helper()
 	info, err := store.InspectDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != fx.db || info.Applied != fx.applied {
-		t.Fatalf("restored %+v, want %s at %s", info, fx.db, fx.applied)
+	if info.Name != fx.DB || info.Applied != fx.Applied {
+		t.Fatalf("restored %+v, want %s at %s", info, fx.DB, fx.Applied)
 	}
 	h, err := store.HashDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h != fx.hash {
-		t.Fatalf("restored hash %+v, want %+v", h, fx.hash)
+	if h != fx.Hash {
+		t.Fatalf("restored hash %+v, want %+v", h, fx.Hash)
 	}
-	if got, want := files(t, dir), files(t, fx.dir); !maps.EqualFunc(got, want, bytes.Equal) {
+	// LOCK files aside: opening a database creates one.
+	if got, want := backuptest.ReadFiles(t, dir, "LOCK"), backuptest.ReadFiles(t, fx.Dir, "LOCK"); !maps.EqualFunc(got, want, bytes.Equal) {
 		t.Fatalf("restored %d files, checkpoint has %d, or contents differ", len(got), len(want))
 	}
 	for _, leftover := range []string{dir + ".restore", dir + ".old"} {
@@ -84,18 +48,18 @@ func checkRestored(t *testing.T, fx fixture, dir string) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	fx := shared(t)
+	fx := shared.Fixture(t)
 	for _, tc := range []struct {
 		name string
 		opts backup.Options
 	}{
 		{"plain level 1 tiny chunks", backup.Options{Level: 1, ChunkSize: 4 << 10}},
 		{"plain level 19", backup.Options{Level: 19}},
-		{"encrypted tiny chunks", backup.Options{ChunkSize: 4 << 10, Key: key(1)}},
-		{"encrypted level 19", backup.Options{Level: 19, Key: key(2)}},
+		{"encrypted tiny chunks", backup.Options{ChunkSize: 4 << 10, Key: backuptest.Key(1)}},
+		{"encrypted level 19", backup.Options{Level: 19, Key: backuptest.Key(2)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tgt, m := backupOf(t, fx, tc.opts)
+			tgt, m := backuptest.Backup(t, fx, tc.opts)
 			final := filepath.Join(t.TempDir(), "db", "ORDERS")
 			sink, err := NewDirSink(final, false)
 			if err != nil {
@@ -121,8 +85,8 @@ func TestRoundTrip(t *testing.T) {
 
 // An existing directory is replaced by the restored one.
 func TestRestoreReplaces(t *testing.T) {
-	fx := shared(t)
-	tgt, m := backupOf(t, fx, backup.Options{})
+	fx := shared.Fixture(t)
+	tgt, m := backuptest.Backup(t, fx, backup.Options{})
 	final := filepath.Join(t.TempDir(), "ORDERS")
 	if err := os.MkdirAll(final, 0o755); err != nil {
 		t.Fatal(err)
@@ -139,8 +103,8 @@ func TestRestoreReplaces(t *testing.T) {
 }
 
 func TestResumeInterruptedRestore(t *testing.T) {
-	fx := shared(t)
-	tgt, m := backupOf(t, fx, backup.Options{ChunkSize: 4 << 10})
+	fx := shared.Fixture(t)
+	tgt, m := backuptest.Backup(t, fx, backup.Options{ChunkSize: 4 << 10})
 	final := filepath.Join(t.TempDir(), "ORDERS")
 	dir, err := NewDirSink(final, false)
 	if err != nil {
@@ -188,8 +152,8 @@ func TestResumeInterruptedRestore(t *testing.T) {
 }
 
 func TestDeltaKeepsMatchingFiles(t *testing.T) {
-	fx := shared(t)
-	tgt, m := backupOf(t, fx, backup.Options{ChunkSize: 8 << 10})
+	fx := shared.Fixture(t)
+	tgt, m := backuptest.Backup(t, fx, backup.Options{ChunkSize: 8 << 10})
 	final := filepath.Join(t.TempDir(), "ORDERS")
 	sink, err := NewDirSink(final, false)
 	if err != nil {
@@ -249,7 +213,7 @@ func TestDeltaKeepsMatchingFiles(t *testing.T) {
 }
 
 func TestRestoreRefusesBadInput(t *testing.T) {
-	fx := shared(t)
+	fx := shared.Fixture(t)
 	ctx := context.Background()
 	type setup struct {
 		tgt backup.Target
@@ -268,36 +232,36 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		encrypt  bool
-		prepare  func(tgt *memTarget, m *backup.Manifest) setup
+		prepare  func(tgt *backuptest.MemTarget, m *backup.Manifest) setup
 		sentinel error
 		names    bool // the error names the file and chunk object
 	}{
-		{"corrupted chunk", false, func(tgt *memTarget, m *backup.Manifest) setup {
+		{"corrupted chunk", false, func(tgt *backuptest.MemTarget, m *backup.Manifest) setup {
 			_, k := chunkOf(m)
-			tgt.edit(t, k, func(b []byte) []byte { b[len(b)/2] ^= 1; return b })
+			tgt.Edit(t, k, func(b []byte) []byte { b[len(b)/2] ^= 1; return b })
 			return setup{tgt, m, nil}
 		}, backup.ErrCorruptChunk, true},
-		{"corrupted encrypted chunk", true, func(tgt *memTarget, m *backup.Manifest) setup {
+		{"corrupted encrypted chunk", true, func(tgt *backuptest.MemTarget, m *backup.Manifest) setup {
 			_, k := chunkOf(m)
-			tgt.edit(t, k, func(b []byte) []byte { b[len(b)-1] ^= 1; return b })
-			return setup{tgt, m, key(3)}
+			tgt.Edit(t, k, func(b []byte) []byte { b[len(b)-1] ^= 1; return b })
+			return setup{tgt, m, backuptest.Key(3)}
 		}, backup.ErrCorruptChunk, true},
-		{"truncated object", false, func(tgt *memTarget, m *backup.Manifest) setup {
+		{"truncated object", false, func(tgt *backuptest.MemTarget, m *backup.Manifest) setup {
 			_, k := chunkOf(m)
-			tgt.edit(t, k, func(b []byte) []byte { return b[:len(b)/2] })
+			tgt.Edit(t, k, func(b []byte) []byte { return b[:len(b)/2] })
 			return setup{tgt, m, nil}
 		}, backup.ErrCorruptChunk, true},
-		{"missing chunk", false, func(tgt *memTarget, m *backup.Manifest) setup {
+		{"missing chunk", false, func(tgt *backuptest.MemTarget, m *backup.Manifest) setup {
 			_, k := chunkOf(m)
 			tgt.Delete(ctx, k)
 			return setup{tgt, m, nil}
 		}, backup.ErrMissingChunk, true},
-		{"wrong key", true, func(tgt *memTarget, m *backup.Manifest) setup { return setup{tgt, m, key(4)} }, backup.ErrWrongKey, false},
-		{"missing key", true, func(tgt *memTarget, m *backup.Manifest) setup { return setup{tgt, m, nil} }, backup.ErrKeyRequired, false},
-		{"target lost mid-restore", false, func(tgt *memTarget, m *backup.Manifest) setup {
-			return setup{&failingGets{Target: tgt, okGets: 5}, m, nil}
-		}, errInjected, false},
-		{"manifest position differs from the data", false, func(tgt *memTarget, m *backup.Manifest) setup {
+		{"wrong key", true, func(tgt *backuptest.MemTarget, m *backup.Manifest) setup { return setup{tgt, m, backuptest.Key(4)} }, backup.ErrWrongKey, false},
+		{"missing key", true, func(tgt *backuptest.MemTarget, m *backup.Manifest) setup { return setup{tgt, m, nil} }, backup.ErrKeyRequired, false},
+		{"target lost mid-restore", false, func(tgt *backuptest.MemTarget, m *backup.Manifest) setup {
+			return setup{backuptest.FailAfterGets(tgt, 5), m, nil}
+		}, backuptest.ErrUnreachable, false},
+		{"manifest position differs from the data", false, func(tgt *backuptest.MemTarget, m *backup.Manifest) setup {
 			m.Position.Offset++
 			return setup{tgt, m, nil}
 		}, ErrMismatch, false},
@@ -305,9 +269,9 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := backup.Options{ChunkSize: 4 << 10}
 			if tc.encrypt {
-				opts.Key = key(3)
+				opts.Key = backuptest.Key(3)
 			}
-			tgt, m := backupOf(t, fx, opts)
+			tgt, m := backuptest.Backup(t, fx, opts)
 			s := tc.prepare(tgt, m)
 			final := filepath.Join(t.TempDir(), "ORDERS")
 			sink, err := NewDirSink(final, false)
@@ -337,10 +301,10 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 }
 
 func TestTamperedManifestIsNotRestored(t *testing.T) {
-	fx := shared(t)
-	tgt, m := backupOf(t, fx, backup.Options{})
+	fx := shared.Fixture(t)
+	tgt, m := backuptest.Backup(t, fx, backup.Options{})
 	key := m.Database + "/" + m.ID + "/manifest.json"
-	tgt.edit(t, key, func(b []byte) []byte {
+	tgt.Edit(t, key, func(b []byte) []byte {
 		return bytes.Replace(b, []byte(`"nodes": `), []byte(`"nodes": 1`), 1)
 	})
 	_, err := backup.LoadManifest(context.Background(), tgt, m.Database, m.ID)
@@ -351,8 +315,8 @@ func TestTamperedManifestIsNotRestored(t *testing.T) {
 
 // A restored directory that does not open at the manifest's position is removed and the previous directory put back.
 func TestFailedCheckPutsOldDirectoryBack(t *testing.T) {
-	fx := shared(t)
-	tgt, m := backupOf(t, fx, backup.Options{})
+	fx := shared.Fixture(t)
+	tgt, m := backuptest.Backup(t, fx, backup.Options{})
 	final := filepath.Join(t.TempDir(), "ORDERS")
 	os.MkdirAll(final, 0o755)
 	os.WriteFile(filepath.Join(final, "previous"), []byte("keep me"), 0o644)
@@ -374,26 +338,26 @@ func TestFailedCheckPutsOldDirectoryBack(t *testing.T) {
 }
 
 func TestVerifyLevels(t *testing.T) {
-	fx := shared(t)
+	fx := shared.Fixture(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name   string
-		damage func(tgt *memTarget, m *backup.Manifest)
+		damage func(tgt *backuptest.MemTarget, m *backup.Manifest)
 		fail   [4]bool // by level
 	}{
-		{"intact", func(*memTarget, *backup.Manifest) {}, [4]bool{}},
-		{"same-size corruption", func(tgt *memTarget, m *backup.Manifest) {
-			tgt.edit(t, firstChunk(t, m), func(b []byte) []byte { b[3] ^= 0x40; return b })
+		{"intact", func(*backuptest.MemTarget, *backup.Manifest) {}, [4]bool{}},
+		{"same-size corruption", func(tgt *backuptest.MemTarget, m *backup.Manifest) {
+			tgt.Edit(t, firstChunk(t, m), func(b []byte) []byte { b[3] ^= 0x40; return b })
 		}, [4]bool{2: true, 3: true}},
-		{"missing chunk", func(tgt *memTarget, m *backup.Manifest) {
+		{"missing chunk", func(tgt *backuptest.MemTarget, m *backup.Manifest) {
 			tgt.Delete(ctx, firstChunk(t, m))
 		}, [4]bool{1: true, 2: true, 3: true}},
-		{"logical hash differs", func(tgt *memTarget, m *backup.Manifest) { m.LogicalHash.Nodes++ }, [4]bool{3: true}},
+		{"logical hash differs", func(tgt *backuptest.MemTarget, m *backup.Manifest) { m.LogicalHash.Nodes++ }, [4]bool{3: true}},
 	} {
 		for level := 1; level <= 3; level++ {
 			t.Run(tc.name, func(t *testing.T) {
-				k := key(5)
-				tgt, m := backupOf(t, fx, backup.Options{ChunkSize: 16 << 10, Key: k})
+				k := backuptest.Key(5)
+				tgt, m := backuptest.Backup(t, fx, backup.Options{ChunkSize: 16 << 10, Key: k})
 				tc.damage(tgt, m)
 				scratch := t.TempDir()
 				rep, err := Verify(ctx, tgt, m, level, k, scratch)
@@ -413,7 +377,7 @@ func TestVerifyLevels(t *testing.T) {
 			})
 		}
 	}
-	tgt, m := backupOf(t, fx, backup.Options{Key: key(6)})
+	tgt, m := backuptest.Backup(t, fx, backup.Options{Key: backuptest.Key(6)})
 	if _, err := Verify(ctx, tgt, m, 2, nil, ""); !errors.Is(err, backup.ErrKeyRequired) {
 		t.Fatalf("level 2 without a key: %v", err)
 	}
@@ -448,8 +412,8 @@ func (s *lyingSink) WriteAt(ctx context.Context, name string, offset int64, data
 }
 
 func TestCommitChecksEveryFile(t *testing.T) {
-	fx := shared(t)
-	tgt, m := backupOf(t, fx, backup.Options{})
+	fx := shared.Fixture(t)
+	tgt, m := backuptest.Backup(t, fx, backup.Options{})
 	final := filepath.Join(t.TempDir(), "ORDERS")
 	sink, err := NewDirSink(final, false)
 	if err != nil {

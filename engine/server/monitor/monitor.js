@@ -169,7 +169,8 @@ function databasesTable(st) {
     body.append(el("tr", { "data-database": d.name },
       el("th", { scope: "row" }, d.name),
       statusCell("status", d.status, d.error),
-      el("td", { "data-field": "next-record", class: "mono" }, d.next_record || "")));
+      // A copy being downloaded has no record to apply yet: show how far the download is.
+      el("td", { "data-field": "next-record", class: "mono" }, d.progress || d.next_record || "")));
   }
   return el("table", { class: "databases", "data-table": "databases" },
     el("caption", {}, `Mirrored databases of ${st.mirror} on ${st.member}`),
