@@ -27,7 +27,7 @@ func newRecordingSink(s Sink, okWrites int) *recordingSink {
 	return &recordingSink{Sink: s, okWrites: okWrites, writes: map[string]int{}}
 }
 
-func (s *recordingSink) WriteAt(ctx context.Context, name string, offset int64, data []byte) error {
+func (s *recordingSink) WriteAt(ctx context.Context, name string, offset int64, data []byte, sum string) error {
 	s.mu.Lock()
 	s.calls++
 	fail := s.okWrites >= 0 && s.calls > s.okWrites
@@ -35,7 +35,7 @@ func (s *recordingSink) WriteAt(ctx context.Context, name string, offset int64, 
 	if fail {
 		return errInjected
 	}
-	if err := s.Sink.WriteAt(ctx, name, offset, data); err != nil {
+	if err := s.Sink.WriteAt(ctx, name, offset, data, sum); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -62,7 +62,7 @@ func Run(ctx context.Context, tgt backup.Target, m *backup.Manifest, sink Sink, 
 		case have[FileSum{Name: f.Name, Size: f.Size, SHA256: f.SHA256}]:
 			p.advance(f.Size)
 		case f.Size == 0:
-			if err := sink.WriteAt(ctx, f.Name, 0, nil); err != nil {
+			if err := sink.WriteAt(ctx, f.Name, 0, nil, ""); err != nil {
 				return fmt.Errorf("restore backup %s: create empty file %s: %w", m.Name(), f.Name, err)
 			}
 		default:
@@ -92,7 +92,7 @@ func Run(ctx context.Context, tgt backup.Target, m *backup.Manifest, sink Sink, 
 				if err != nil {
 					return fmt.Errorf("restore: %w", err)
 				}
-				if err := sink.WriteAt(gctx, ref.file.Name, ref.chunk.Offset, plain); err != nil {
+				if err := sink.WriteAt(gctx, ref.file.Name, ref.chunk.Offset, plain, ref.chunk.SHA256); err != nil {
 					return fmt.Errorf("restore backup %s: write file %s at offset %d: %w", m.Name(), ref.file.Name, ref.chunk.Offset, err)
 				}
 				buf = plain[:0]

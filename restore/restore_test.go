@@ -398,20 +398,21 @@ func firstChunk(tb testing.TB, m *backup.Manifest) string {
 	return ""
 }
 
-// lyingSink flips a byte of the first chunk it writes: data that was verified on download but reached the disk wrong.
+// lyingSink flips a byte of the first chunk it passes on: data that was verified on download but was damaged on its way
+// to the directory (the hop to a member, in a real restore).
 type lyingSink struct {
 	Sink
 	once sync.Once
 }
 
-func (s *lyingSink) WriteAt(ctx context.Context, name string, offset int64, data []byte) error {
+func (s *lyingSink) WriteAt(ctx context.Context, name string, offset int64, data []byte, sum string) error {
 	if len(data) > 0 {
 		s.once.Do(func() { data = bytes.Clone(data); data[0] ^= 1 })
 	}
-	return s.Sink.WriteAt(ctx, name, offset, data)
+	return s.Sink.WriteAt(ctx, name, offset, data, sum)
 }
 
-func TestCommitChecksEveryFile(t *testing.T) {
+func TestPieceDamagedOnTheWayIsRefused(t *testing.T) {
 	fx := shared.Fixture(t)
 	tgt, m := backuptest.Backup(t, fx, backup.Options{})
 	final := filepath.Join(t.TempDir(), "ORDERS")
@@ -420,8 +421,8 @@ func TestCommitChecksEveryFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = Run(context.Background(), tgt, m, &lyingSink{Sink: sink}, Options{Parallel: 1})
-	if !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "run the restore again") {
-		t.Fatalf("restore through a sink that wrote wrong bytes: %v", err)
+	if !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "does not have the checksum it was sent with") {
+		t.Fatalf("restore through a sink that passed on wrong bytes: %v", err)
 	}
 	if exists(final) {
 		t.Fatal("a restore with a wrong file left something at the final path")
@@ -431,4 +432,49 @@ func TestCommitChecksEveryFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRestored(t, fx, final)
+}
+
+// noCommitSink receives a whole restore but does not commit it: what an interrupted restore leaves behind.
+type noCommitSink struct{ Sink }
+
+func (noCommitSink) Commit(context.Context, *backup.Manifest) error { return errors.New("not now") }
+
+// A sink that did not write a file itself, nor hash it in Existing (a member restarted between the pieces and the commit),
+// reads it back at Commit: a file damaged in between is found.
+func TestCommitChecksFilesItCannotVouchFor(t *testing.T) {
+	fx := shared.Fixture(t)
+	tgt, m := backuptest.Backup(t, fx, backup.Options{})
+	final := filepath.Join(t.TempDir(), "ORDERS")
+	first, err := NewDirSink(final, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Run(context.Background(), tgt, m, noCommitSink{first}, Options{}); err == nil {
+		t.Fatal("the restore committed through a sink that refuses to")
+	}
+	f := m.Files[0]
+	for _, candidate := range m.Files {
+		if candidate.Size > f.Size {
+			f = candidate
+		}
+	}
+	p := filepath.Join(first.Temp(), filepath.FromSlash(f.Name))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 1
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second, err := NewDirSink(final, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Commit(context.Background(), m); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("commit of a damaged file by a sink that did not write it: %v", err)
+	}
+	if exists(final) {
+		t.Fatal("a commit with a damaged file left something at the final path")
+	}
 }

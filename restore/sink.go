@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/mirrorkit/mirrorkit/backup"
 	"github.com/mirrorkit/mirrorkit/engine/store"
@@ -26,7 +27,9 @@ type Sink interface {
 	// Existing lists the files already in place, which a restore does not fetch again when they match the manifest.
 	Existing(ctx context.Context) ([]FileSum, error)
 	// WriteAt writes data into a file at offset, creating the file. Calls for different chunks may run concurrently.
-	WriteAt(ctx context.Context, name string, offset int64, data []byte) error
+	// sha256 is the hex SHA-256 the data must have ("" for none): a sink in another process checks it on arrival, so a
+	// piece damaged on the way is refused, not written.
+	WriteAt(ctx context.Context, name string, offset int64, data []byte, sha256 string) error
 	// Commit checks the files against the manifest, makes them durable, puts the directory in place and checks that it
 	// opens at the manifest's position and format.
 	Commit(ctx context.Context, m *backup.Manifest) error
@@ -40,11 +43,18 @@ type FileSum struct {
 }
 
 // DirSink restores into a local directory. Files are written into Final + ".restore", which survives an interruption so
-// a re-run resumes; Commit swaps it in for Final. Its methods keep no state between calls, so a member can serve one
-// restore through several DirSink values, and WriteAt is safe for concurrent use.
+// a re-run resumes; Commit swaps it in for Final. WriteAt is safe for concurrent use.
+//
+// A DirSink remembers, for its own life only, which files it found matching (Existing hashed them) and how many bytes it
+// wrote into each (each piece checked against its checksum on arrival): Commit re-reads and hashes only the files it
+// cannot vouch for that way — those of an earlier run or another process — instead of reading everything back.
 type DirSink struct {
 	final string
 	delta bool
+
+	mu      sync.Mutex
+	known   map[string]FileSum // files hashed by Existing and not written since
+	written map[string]int64   // bytes written into each file by WriteAt
 }
 
 var _ Sink = (*DirSink)(nil)
@@ -56,12 +66,15 @@ func NewDirSink(final string, delta bool) (*DirSink, error) {
 	if final == "" || clean == "." || clean == string(filepath.Separator) {
 		return nil, fmt.Errorf("restore: %q is not a directory to restore into", final)
 	}
-	s := &DirSink{final: clean, delta: delta}
+	s := &DirSink{final: clean, delta: delta, known: map[string]FileSum{}, written: map[string]int64{}}
 	if err := os.MkdirAll(s.Temp(), 0o755); err != nil {
 		return nil, fmt.Errorf("restore into %s: %w", clean, err)
 	}
 	return s, nil
 }
+
+// Delta reports whether files of an existing final directory are reused.
+func (s *DirSink) Delta() bool { return s.delta }
 
 // Final is the directory the database ends up in.
 func (s *DirSink) Final() string { return s.final }
@@ -82,6 +95,18 @@ func (s *DirSink) Discard() error {
 // Existing lists the files in the temporary directory and, with delta, those of the existing final directory that the
 // temporary one does not have. Each is hashed, so a file left half-written by an interruption does not match.
 func (s *DirSink) Existing(ctx context.Context) ([]FileSum, error) {
+	sums, err := s.existing(ctx)
+	s.mu.Lock()
+	for _, f := range sums {
+		if s.written[f.Name] == 0 {
+			s.known[f.Name] = f
+		}
+	}
+	s.mu.Unlock()
+	return sums, err
+}
+
+func (s *DirSink) existing(ctx context.Context) ([]FileSum, error) {
 	sums, err := sumDir(ctx, s.Temp())
 	if err != nil {
 		return nil, err
@@ -152,10 +177,16 @@ func hashFile(path string) (int64, string, error) {
 	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// WriteAt writes data at offset into the named file of the temporary directory, creating it and its parents.
-func (s *DirSink) WriteAt(_ context.Context, name string, offset int64, data []byte) error {
+// WriteAt checks data against sum (when given) and writes it at offset into the named file of the temporary directory,
+// creating it and its parents.
+func (s *DirSink) WriteAt(_ context.Context, name string, offset int64, data []byte, sum string) error {
 	if err := backup.CheckFileName(name); err != nil {
 		return fmt.Errorf("restore into %s: %w", s.final, err)
+	}
+	if sum != "" {
+		if got := sha256.Sum256(data); hex.EncodeToString(got[:]) != sum {
+			return fmt.Errorf("restore into %s: the piece of %s at offset %d does not have the checksum it was sent with: %w", s.final, name, offset, ErrMismatch)
+		}
 	}
 	if offset < 0 {
 		return fmt.Errorf("restore into %s: file %s: negative offset %d", s.final, name, offset)
@@ -172,10 +203,31 @@ func (s *DirSink) WriteAt(_ context.Context, name string, offset int64, data []b
 		f.Close()
 		return fmt.Errorf("restore into %s: write %s at %d: %w", s.final, name, offset, err)
 	}
+	// Start writing the piece to disk now, so that the disk works while later pieces arrive and Commit's syncs find
+	// little left to do.
+	startWriteback(f, offset, int64(len(data)))
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("restore into %s: write %s: %w", s.final, name, err)
 	}
+	s.mu.Lock()
+	s.written[name] += int64(len(data))
+	delete(s.known, name)
+	s.mu.Unlock()
 	return nil
+}
+
+// vouched reports whether this DirSink already knows the file to be the manifest's without reading it again: it hashed
+// it in Existing and has not written it since, or it wrote exactly the file's size into it from verified chunks.
+func (s *DirSink) vouched(f backup.File, size int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if size != f.Size {
+		return false
+	}
+	if k, ok := s.known[f.Name]; ok {
+		return k.Size == f.Size && k.SHA256 == f.SHA256
+	}
+	return s.written[f.Name] == f.Size
 }
 
 // Commit checks every file of the manifest (reusing matching files of the old directory with delta), removes any other
@@ -229,6 +281,9 @@ func (s *DirSink) checkFile(f backup.File) error {
 	}
 	if err != nil {
 		return fmt.Errorf("restore into %s: file %s: %w", s.final, f.Name, err)
+	}
+	if s.vouched(f, st.Size()) {
+		return nil
 	}
 	if st.Size() > f.Size {
 		// Left over from an earlier content of the file; the checksum below decides whether the rest is right.

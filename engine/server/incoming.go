@@ -63,7 +63,7 @@ func (s *Server) incomingRoutes(mux *http.ServeMux) {
 			if err != nil {
 				return nil, err
 			}
-			return map[string]int{"written": len(data)}, sink.WriteAt(r.Context(), r.PathValue("path"), offset, data)
+			return map[string]int{"written": len(data)}, sink.WriteAt(r.Context(), r.PathValue("path"), offset, data, r.URL.Query().Get("sha256"))
 		})
 	})
 	mux.HandleFunc("POST /api/v1/incoming/{db}/commit", func(w http.ResponseWriter, r *http.Request) {
@@ -85,12 +85,14 @@ func (s *Server) incomingRoutes(mux *http.ServeMux) {
 			if err != nil {
 				return nil, err
 			}
+			s.dropIncoming(r.PathValue("db"))
 			return map[string]string{"discarded": r.PathValue("db")}, sink.Discard()
 		})
 	})
 }
 
-// incomingSink is the restore sink for a database; a mounted database of that name is never overwritten.
+// incomingSink is the restore sink for a database; a mounted database of that name is never overwritten. One sink serves
+// a restore for the life of this process (it remembers what it wrote and checked); the one that asked for delta decides.
 func (s *Server) incomingSink(db string, delta bool) (*restore.DirSink, error) {
 	canon, err := store.CanonicalDatabaseName(db)
 	if err != nil {
@@ -99,7 +101,27 @@ func (s *Server) incomingSink(db string, delta bool) (*restore.DirSink, error) {
 	if info, err := s.store.Get(canon); err == nil && info.Mounted {
 		return nil, fmt.Errorf("database %s exists on member %s and is mounted: dismount (or delete) it before restoring over it: %w", canon, s.cfg.Name, wire.ErrExists)
 	}
-	return restore.NewDirSink(filepath.Join(s.cfg.DataDir, "db", canon), delta)
+	s.incomingMu.Lock()
+	defer s.incomingMu.Unlock()
+	if sink, ok := s.incoming[canon]; ok && (!delta || sink.Delta()) {
+		return sink, nil
+	}
+	sink, err := restore.NewDirSink(filepath.Join(s.cfg.DataDir, "db", canon), delta)
+	if err != nil {
+		return nil, err
+	}
+	if s.incoming == nil {
+		s.incoming = map[string]*restore.DirSink{}
+	}
+	s.incoming[canon] = sink
+	return sink, nil
+}
+
+// dropIncoming forgets the sink of a restore that ended (committed or discarded).
+func (s *Server) dropIncoming(db string) {
+	s.incomingMu.Lock()
+	defer s.incomingMu.Unlock()
+	delete(s.incoming, db)
 }
 
 func (s *Server) commitIncoming(r *http.Request, m *backup.Manifest, mirrorName string, delta bool) (store.Info, error) {
@@ -132,6 +154,7 @@ func (s *Server) commitIncoming(r *http.Request, m *backup.Manifest, mirrorName 
 	if err := sink.Commit(r.Context(), m); err != nil {
 		return store.Info{}, err
 	}
+	s.dropIncoming(canon)
 	return s.mirrors.Activate(canon, mirrorName)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
+	"github.com/mirrorkit/mirrorkit/restore"
 )
 
 // Server is one running member.
@@ -36,6 +37,9 @@ type Server struct {
 	dataLn    net.Listener
 	adminLn   net.Listener
 	adminHTTP *http.Server
+
+	incomingMu sync.Mutex
+	incoming   map[string]*restore.DirSink // restores being received, by database
 
 	mu       sync.Mutex
 	conns    map[*wire.Conn]struct{}

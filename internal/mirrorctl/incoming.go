@@ -48,9 +48,9 @@ func (s *IncomingSink) Existing(ctx context.Context) ([]restore.FileSum, error) 
 	return sums, nil
 }
 
-// WriteAt sends one piece of a file.
-func (s *IncomingSink) WriteAt(ctx context.Context, name string, offset int64, data []byte) error {
-	u := s.member.AdminURL + s.path() + "/files/" + name + "?offset=" + strconv.FormatInt(offset, 10)
+// WriteAt sends one piece of a file with its checksum, which the member checks before writing it.
+func (s *IncomingSink) WriteAt(ctx context.Context, name string, offset int64, data []byte, sum string) error {
+	u := s.member.AdminURL + s.path() + "/files/" + name + "?offset=" + strconv.FormatInt(offset, 10) + "&sha256=" + sum
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(data))
 	if err != nil {
 		return err
