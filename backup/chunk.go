@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"sync"
 
@@ -55,7 +56,7 @@ func NewChunkReader(tgt Target, m *Manifest, key []byte, parallel int) (*ChunkRe
 func (r *ChunkReader) Close() { r.dec.Close() }
 
 // Read downloads chunk c of file f and returns its plaintext, in dst's storage when it is large enough. Every check the
-// manifest allows is made: stored size and SHA-256, authentication tag, decompressed size and plaintext SHA-256. Errors
+// manifest allows is made: stored size and CRC-32C, authentication tag, decompressed size and plaintext SHA-256. Errors
 // name the backup, file, chunk and object and wrap ErrMissingChunk or ErrCorruptChunk.
 func (r *ChunkReader) Read(ctx context.Context, f *File, c *Chunk, dst []byte) ([]byte, error) {
 	key := r.m.ChunkKey(c.SHA256)
@@ -76,7 +77,7 @@ func (r *ChunkReader) Read(ctx context.Context, f *File, c *Chunk, dst []byte) (
 	if int64(len(stored)) != c.Stored {
 		return nil, fmt.Errorf("%s: the object holds %d bytes, the manifest says %d (truncated or replaced): %w", where, len(stored), c.Stored, ErrCorruptChunk)
 	}
-	if sum := sha256.Sum256(stored); hex.EncodeToString(sum[:]) != c.StoredSHA256 {
+	if storedChecksum(stored) != c.StoredCRC32C {
 		return nil, fmt.Errorf("%s: stored checksum mismatch (the object was altered): %w", where, ErrCorruptChunk)
 	}
 	compressed := stored
@@ -120,3 +121,10 @@ func (r *ChunkReader) fetch(ctx context.Context, key string, want int64, buf []b
 	}
 	return b.Bytes(), nil
 }
+
+// castagnoli is the CRC-32C table: the stored bytes of a chunk only need a check against damage (the plaintext's SHA-256
+// and, when encrypted, the authentication tag are the cryptographic checks), and CRC-32C costs next to nothing.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// storedChecksum is the CRC-32C of a chunk's stored bytes, as 8 hex digits.
+func storedChecksum(b []byte) string { return fmt.Sprintf("%08x", crc32.Checksum(b, castagnoli)) }

@@ -22,11 +22,11 @@ func sampleManifest(encrypted bool) *Manifest {
 		Compression: Compression{Algorithm: CompressionZstd, Level: 3}, ChunkSize: 4096,
 		Files: []File{
 			{Name: "000005.sst", Size: 5000, SHA256: sha('1'), Chunks: []Chunk{
-				{Offset: 0, Size: 4096, SHA256: sha('a'), Stored: 100, StoredSHA256: sha('b')},
-				{Offset: 4096, Size: 904, SHA256: sha('c'), Stored: 50, StoredSHA256: sha('d')},
+				{Offset: 0, Size: 4096, SHA256: sha('a'), Stored: 100, StoredCRC32C: "0000000b"},
+				{Offset: 4096, Size: 904, SHA256: sha('c'), Stored: 50, StoredCRC32C: "0000000d"},
 			}},
 			{Name: "sub/MANIFEST-000001", Size: 904, SHA256: sha('2'), Chunks: []Chunk{
-				{Offset: 0, Size: 904, SHA256: sha('c'), Stored: 50, StoredSHA256: sha('d')},
+				{Offset: 0, Size: 904, SHA256: sha('c'), Stored: 50, StoredCRC32C: "0000000d"},
 			}},
 			{Name: "LOCK", Size: 0, SHA256: sha('e'), Chunks: []Chunk{}},
 		},
@@ -197,7 +197,7 @@ func checkDecoded(t *testing.T, data []byte) {
 
 func FuzzDecodeProgress(f *testing.F) {
 	p := progress{Version: progressVersion, ID: "20261126T173000Z-4f2a", Database: "ORDERS", Started: time.Unix(0, 0).UTC(), Level: 3,
-		ChunkSize: 4096, Chunks: []storedChunk{{SHA256: sha('a'), Stored: 10, StoredSHA256: sha('b')}}}
+		ChunkSize: 4096, Chunks: []storedChunk{{SHA256: sha('a'), Stored: 10, StoredCRC32C: "0000000b"}}}
 	seed, _ := json.Marshal(p)
 	f.Add(seed)
 	p.Encryption = sampleManifest(true).Encryption

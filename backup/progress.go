@@ -38,7 +38,7 @@ type progress struct {
 type storedChunk struct {
 	SHA256       string `json:"sha256"`
 	Stored       int64  `json:"stored"`
-	StoredSHA256 string `json:"stored_sha256"`
+	StoredCRC32C string `json:"stored_crc32c"`
 }
 
 // decodeProgress parses and checks progress.json strictly.
@@ -68,7 +68,7 @@ func decodeProgress(data []byte) (*progress, error) {
 		return nil, fmt.Errorf("unknown encryption %s", e.Algorithm)
 	}
 	for _, c := range p.Chunks {
-		if !isHex(c.SHA256, 64) || !isHex(c.StoredSHA256, 64) || c.Stored < 1 {
+		if !isHex(c.SHA256, 64) || !isHex(c.StoredCRC32C, 8) || c.Stored < 1 {
 			return nil, fmt.Errorf("bad chunk record %+v", c)
 		}
 	}

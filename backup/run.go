@@ -364,10 +364,15 @@ func (r *runner) upload(ctx context.Context, src Source, info SourceInfo) (*Mani
 	}
 	counted := map[string]bool{}
 	for i := range files {
+		digest, err := FileDigest(files[i].Chunks)
+		if err != nil {
+			return nil, fmt.Errorf("backup %s: file %s: %w", r.name(), files[i].Name, err)
+		}
+		files[i].SHA256 = digest
 		for j := range files[i].Chunks {
 			c := &files[i].Chunks[j]
 			sc := r.stored[c.SHA256]
-			c.Stored, c.StoredSHA256 = sc.Stored, sc.StoredSHA256
+			c.Stored, c.StoredCRC32C = sc.Stored, sc.StoredCRC32C
 			if !counted[c.SHA256] {
 				counted[c.SHA256] = true
 				m.StoredBytes += sc.Stored
@@ -377,14 +382,14 @@ func (r *runner) upload(ctx context.Context, src Source, info SourceInfo) (*Mani
 	return m, nil
 }
 
-// readFile reads one file sequentially into pool buffers, hands them to the workers and records the file's SHA-256.
+// readFile reads one file sequentially into pool buffers and hands them to the workers (which hash them; the file's digest
+// is derived from theirs).
 func (r *runner) readFile(ctx context.Context, src Source, fi int, f *File, free chan []byte, jobs chan<- chunkJob) error {
 	rc, err := src.Open(ctx, f.Name, 0, f.Size)
 	if err != nil {
 		return fmt.Errorf("backup %s: open source file %s: %w", r.name(), f.Name, err)
 	}
 	defer rc.Close()
-	h := sha256.New()
 	for ci := range f.Chunks {
 		off := int64(ci) * r.opts.ChunkSize
 		n := min(r.opts.ChunkSize, f.Size-off)
@@ -405,14 +410,12 @@ func (r *runner) readFile(ctx context.Context, src Source, fi int, f *File, free
 			}
 			return fmt.Errorf("backup %s: read source file %s at offset %d: %w", r.name(), f.Name, off, err)
 		}
-		h.Write(data)
 		select {
 		case jobs <- chunkJob{file: fi, chunk: ci, offset: off, data: data, buf: buf}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	f.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return nil
 }
 
@@ -444,8 +447,7 @@ func (r *runner) work(ctx context.Context, files []File, free chan<- []byte, job
 		if err != nil {
 			return err
 		}
-		stored := sha256.Sum256(out)
-		sc := storedChunk{SHA256: sha, Stored: int64(len(out)), StoredSHA256: hex.EncodeToString(stored[:])}
+		sc := storedChunk{SHA256: sha, Stored: int64(len(out)), StoredCRC32C: storedChecksum(out)}
 		key := chunkKey(r.db, r.id, sha)
 		if err := r.tgt.Put(ctx, key, bytes.NewReader(out), int64(len(out))); err != nil {
 			return fmt.Errorf("backup %s: put %s: %w", r.name(), key, err)

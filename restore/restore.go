@@ -46,7 +46,7 @@ func Run(ctx context.Context, tgt backup.Target, m *backup.Manifest, sink Sink, 
 		return err
 	}
 	defer reader.Close()
-	existing, err := sink.Existing(ctx)
+	existing, err := sink.Existing(ctx, m.ChunkSize)
 	if err != nil {
 		return fmt.Errorf("restore backup %s: %w", m.Name(), err)
 	}

@@ -420,7 +420,7 @@ func TestPieceDamagedOnTheWayIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Run(context.Background(), tgt, m, &lyingSink{Sink: sink}, Options{Parallel: 1})
+	err = Run(context.Background(), tgt, m, &lyingSink{Sink: sink.CheckArrivals()}, Options{Parallel: 1})
 	if !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "does not have the checksum it was sent with") {
 		t.Fatalf("restore through a sink that passed on wrong bytes: %v", err)
 	}

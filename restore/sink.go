@@ -25,7 +25,8 @@ var ErrMismatch = errors.New("restored data does not match the backup")
 // Sink is where a restore writes a database directory: a local directory, or one on a member behind its API.
 type Sink interface {
 	// Existing lists the files already in place, which a restore does not fetch again when they match the manifest.
-	Existing(ctx context.Context) ([]FileSum, error)
+	// Each file's SHA-256 is backup.FileDigest's, over pieces of chunkSize (the manifest's).
+	Existing(ctx context.Context, chunkSize int64) ([]FileSum, error)
 	// WriteAt writes data into a file at offset, creating the file. Calls for different chunks may run concurrently.
 	// sha256 is the hex SHA-256 the data must have ("" for none): a sink in another process checks it on arrival, so a
 	// piece damaged on the way is refused, not written.
@@ -51,6 +52,9 @@ type FileSum struct {
 type DirSink struct {
 	final string
 	delta bool
+	// arrivals makes WriteAt check each piece against its checksum: pieces that crossed a network (a member receiving a
+	// restore); a restore in this process already checked them.
+	arrivals bool
 
 	mu      sync.Mutex
 	known   map[string]FileSum // files hashed by Existing and not written since
@@ -71,6 +75,13 @@ func NewDirSink(final string, delta bool) (*DirSink, error) {
 		return nil, fmt.Errorf("restore into %s: %w", clean, err)
 	}
 	return s, nil
+}
+
+// CheckArrivals makes WriteAt check every piece against the checksum it comes with, for a sink whose pieces arrive from
+// another process.
+func (s *DirSink) CheckArrivals() *DirSink {
+	s.arrivals = true
+	return s
 }
 
 // Delta reports whether files of an existing final directory are reused.
@@ -94,8 +105,8 @@ func (s *DirSink) Discard() error {
 
 // Existing lists the files in the temporary directory and, with delta, those of the existing final directory that the
 // temporary one does not have. Each is hashed, so a file left half-written by an interruption does not match.
-func (s *DirSink) Existing(ctx context.Context) ([]FileSum, error) {
-	sums, err := s.existing(ctx)
+func (s *DirSink) Existing(ctx context.Context, chunkSize int64) ([]FileSum, error) {
+	sums, err := s.existing(ctx, chunkSize)
 	s.mu.Lock()
 	for _, f := range sums {
 		if s.written[f.Name] == 0 {
@@ -106,8 +117,8 @@ func (s *DirSink) Existing(ctx context.Context) ([]FileSum, error) {
 	return sums, err
 }
 
-func (s *DirSink) existing(ctx context.Context) ([]FileSum, error) {
-	sums, err := sumDir(ctx, s.Temp())
+func (s *DirSink) existing(ctx context.Context, chunkSize int64) ([]FileSum, error) {
+	sums, err := sumDir(ctx, s.Temp(), chunkSize)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +132,7 @@ func (s *DirSink) existing(ctx context.Context) ([]FileSum, error) {
 	for _, f := range sums {
 		have[f.Name] = true
 	}
-	old, err := sumDir(ctx, s.final)
+	old, err := sumDir(ctx, s.final, chunkSize)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +145,7 @@ func (s *DirSink) existing(ctx context.Context) ([]FileSum, error) {
 }
 
 // sumDir hashes every regular file under dir.
-func sumDir(ctx context.Context, dir string) ([]FileSum, error) {
+func sumDir(ctx context.Context, dir string, chunkSize int64) ([]FileSum, error) {
 	var sums []FileSum
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -150,7 +161,7 @@ func sumDir(ctx context.Context, dir string) ([]FileSum, error) {
 		if err != nil {
 			return err
 		}
-		size, sum, err := hashFile(p)
+		size, sum, err := hashFile(p, chunkSize)
 		if err != nil {
 			return err
 		}
@@ -163,27 +174,27 @@ func sumDir(ctx context.Context, dir string) ([]FileSum, error) {
 	return sums, nil
 }
 
-func hashFile(path string) (int64, string, error) {
+// hashFile returns a file's size and backup.FileDigest over pieces of chunkSize.
+func hashFile(path string, chunkSize int64) (int64, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, "", err
 	}
 	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, sum, err := backup.DigestReader(f, chunkSize)
 	if err != nil {
 		return 0, "", fmt.Errorf("read %s: %w", path, err)
 	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
+	return n, sum, nil
 }
 
-// WriteAt checks data against sum (when given) and writes it at offset into the named file of the temporary directory,
+// WriteAt checks data against sum (with CheckArrivals, when given) and writes it at offset into the named file of the temporary directory,
 // creating it and its parents.
 func (s *DirSink) WriteAt(_ context.Context, name string, offset int64, data []byte, sum string) error {
 	if err := backup.CheckFileName(name); err != nil {
 		return fmt.Errorf("restore into %s: %w", s.final, err)
 	}
-	if sum != "" {
+	if sum != "" && s.arrivals {
 		if got := sha256.Sum256(data); hex.EncodeToString(got[:]) != sum {
 			return fmt.Errorf("restore into %s: the piece of %s at offset %d does not have the checksum it was sent with: %w", s.final, name, offset, ErrMismatch)
 		}
@@ -241,7 +252,7 @@ func (s *DirSink) Commit(ctx context.Context, m *backup.Manifest) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.checkFile(f); err != nil {
+		if err := s.checkFile(f, m.ChunkSize); err != nil {
 			return err
 		}
 		for dir := filepath.Dir(filepath.Join(temp, filepath.FromSlash(f.Name))); dir != temp; dir = filepath.Dir(dir) {
@@ -267,7 +278,7 @@ func (s *DirSink) Commit(ctx context.Context, m *backup.Manifest) error {
 }
 
 // checkFile makes the named file of the temporary directory match the manifest, or says why it does not.
-func (s *DirSink) checkFile(f backup.File) error {
+func (s *DirSink) checkFile(f backup.File, chunkSize int64) error {
 	if err := backup.CheckFileName(f.Name); err != nil {
 		return fmt.Errorf("restore into %s: %w", s.final, err)
 	}
@@ -291,7 +302,7 @@ func (s *DirSink) checkFile(f backup.File) error {
 			return fmt.Errorf("restore into %s: file %s: %w", s.final, f.Name, err)
 		}
 	}
-	size, sum, err := hashFile(p)
+	size, sum, err := hashFile(p, chunkSize)
 	if err != nil {
 		return fmt.Errorf("restore into %s: file %s: %w", s.final, f.Name, err)
 	}

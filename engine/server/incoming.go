@@ -32,11 +32,15 @@ const maxIncomingWrite = 256 << 20
 func (s *Server) incomingRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/incoming/{db}", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) {
+			chunk, err := strconv.ParseInt(r.URL.Query().Get("chunk"), 10, 64)
+			if err != nil || chunk < backup.MinChunkSize || chunk > backup.MaxChunkSize {
+				return nil, fmt.Errorf("chunk %q: want the backup's chunk size: %w", r.URL.Query().Get("chunk"), wire.ErrBadRequest)
+			}
 			sink, err := s.incomingSink(r.PathValue("db"), r.URL.Query().Get("delta") == "1")
 			if err != nil {
 				return nil, err
 			}
-			sums, err := sink.Existing(r.Context())
+			sums, err := sink.Existing(r.Context(), chunk)
 			if sums == nil {
 				sums = []restore.FileSum{}
 			}
@@ -110,6 +114,7 @@ func (s *Server) incomingSink(db string, delta bool) (*restore.DirSink, error) {
 	if err != nil {
 		return nil, err
 	}
+	sink.CheckArrivals() // the pieces crossed the network from the tool that checked them
 	if s.incoming == nil {
 		s.incoming = map[string]*restore.DirSink{}
 	}

@@ -35,11 +35,11 @@ func (m *Member) Incoming(db string, delta bool) *IncomingSink {
 func (s *IncomingSink) path() string { return "/api/v1/incoming/" + url.PathEscape(s.db) }
 
 // Existing lists the files the member already holds for this restore.
-func (s *IncomingSink) Existing(ctx context.Context) ([]restore.FileSum, error) {
+func (s *IncomingSink) Existing(ctx context.Context, chunkSize int64) ([]restore.FileSum, error) {
 	var sums []restore.FileSum
-	q := ""
+	q := "?chunk=" + strconv.FormatInt(chunkSize, 10)
 	if s.delta {
-		q = "?delta=1"
+		q += "&delta=1"
 	}
 	// Hashing what is there takes a while on a large database: the caller's context decides.
 	if err := adminapi.Call(ctx, s.member.fleet.stream, http.MethodGet, s.member.AdminURL+s.path()+q, nil, &sums); err != nil {
