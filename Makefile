@@ -26,7 +26,7 @@ test-short:
 demo: build
 	./scripts/demo.sh
 
-bench: build
+bench: build tools
 	./scripts/bench.sh
 
 # The long linearizability run under faults (200 rounds, about 15 minutes), recorded in bench/longfaults.md for BENCHMARKS.md.
