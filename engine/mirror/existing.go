@@ -254,6 +254,10 @@ func (mir *Mirror) fetchSnapshot(ctx context.Context, source, admin string, snap
 		return err
 	}
 	final := filepath.Join(mir.mgr.opts.DataDir, "db", snap.Database)
+	if info, err := mir.mgr.store.Get(snap.Database); err == nil {
+		return fmt.Errorf("download %s: a database of that name appeared on this member meanwhile (mirror %q); it is left alone", snap.Database, info.Mirror)
+	}
+	// What is there is no database (a copy placed for activation, or the leftover of an interrupted download).
 	if err := os.RemoveAll(final); err != nil {
 		return err
 	}

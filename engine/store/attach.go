@@ -47,7 +47,7 @@ func (s *Store) AttachToMirror(name, mirror string, added func(pos journal.Posit
 	}
 	d.mu.Lock()
 	switch {
-	case d.mirror == mirror:
+	case d.Mirror() == mirror:
 		pos := d.lowestAppliedLocked()
 		d.mu.Unlock()
 		d.life.RUnlock()
@@ -55,8 +55,8 @@ func (s *Store) AttachToMirror(name, mirror string, added func(pos journal.Posit
 			return Info{}, err
 		}
 		return s.Get(canon)
-	case d.mirror != "":
-		cur := d.mirror
+	case d.Mirror() != "":
+		cur := d.Mirror()
 		d.mu.Unlock()
 		d.life.RUnlock()
 		return Info{}, fmt.Errorf("database %s already belongs to mirror %s; remove it from that mirror first: %w", canon, cur, wire.ErrBadRequest)
@@ -105,7 +105,8 @@ func (d *Database) moveToMirrorLocked(local *journal.Journal, mirror string, a *
 	if err != nil {
 		return journal.Position{}, fmt.Errorf("add database %s to mirror %s: %w", d.name, mirror, err)
 	}
-	d.applied, d.parts, d.flushed, d.mirror = end, [Partitions]journal.Position{}, end, mirror
+	d.applied, d.parts, d.flushed = end, [Partitions]journal.Position{}, end
+	d.setMirror(mirror)
 	d.attach.Store(a)
 	return end, nil
 }
@@ -140,7 +141,7 @@ func (s *Store) AdvanceIdle(mirror string, end journal.Position) error {
 	s.mu.RLock()
 	var dbs []*Database
 	for _, d := range s.dbs {
-		if d.mirror == mirror {
+		if d.Mirror() == mirror {
 			dbs = append(dbs, d)
 		}
 	}

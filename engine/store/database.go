@@ -78,7 +78,7 @@ type Database struct {
 	dir         string
 	incarnation uint64
 	pdb         *pebble.DB
-	mirror      string                     // "" for a database on the local journal
+	mirror      atomic.Pointer[string]     // the mirror it belongs to, "" for the local journal (see Mirror)
 	attach      atomic.Pointer[Attachment] // nil until the mirror is attached: writes refused
 	log         zerolog.Logger
 
@@ -99,7 +99,8 @@ type Database struct {
 // openDatabase opens the Pebble instance in dir. With create, the directory must be new and the meta keys are written with
 // start as the applied position.
 func openDatabase(dir, name, mirror string, incarnation uint64, create bool, start journal.Position, attach *Attachment, cache *pebble.Cache, log zerolog.Logger) (*Database, error) {
-	d := &Database{name: name, dir: dir, mirror: mirror, incarnation: incarnation, log: log.With().Str("db", name).Logger()}
+	d := &Database{name: name, dir: dir, incarnation: incarnation, log: log.With().Str("db", name).Logger()}
+	d.setMirror(mirror)
 	d.attach.Store(attach)
 	opts := &pebble.Options{
 		Cache:              cache,
@@ -233,7 +234,15 @@ func (d *Database) syncJournalBeforeFlush() {
 func (d *Database) Name() string { return d.name }
 
 // Mirror is the name of the mirror the database belongs to, "" for a database on the local journal.
-func (d *Database) Mirror() string { return d.mirror }
+func (d *Database) Mirror() string {
+	if m := d.mirror.Load(); m != nil {
+		return *m
+	}
+	return ""
+}
+
+// setMirror records the journal the database belongs to; it changes under the writer lock, and is read without it.
+func (d *Database) setMirror(m string) { d.mirror.Store(&m) }
 
 // Applied is the lowest journal position this database still needs: every record before it has been applied.
 func (d *Database) Applied() journal.Position {

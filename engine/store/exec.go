@@ -51,7 +51,7 @@ func (d *Database) Exec(ctx context.Context, ops []wire.Op, maxValue int) ([]wir
 	a := d.attach.Load()
 	if a == nil {
 		if writes {
-			return nil, journal.Position{}, fmt.Errorf("database %s belongs to mirror %s, which is not active on this member: %w", d.name, d.mirror, wire.ErrReadOnly)
+			return nil, journal.Position{}, fmt.Errorf("database %s belongs to mirror %s, which is not active on this member: %w", d.name, d.Mirror(), wire.ErrReadOnly)
 		}
 		results, err := evalReads(d.pdb, ops)
 		if err != nil {

@@ -114,7 +114,8 @@ func (s *Store) Detach(name string) error {
 			d.mu.Unlock()
 			return fmt.Errorf("detach database %s: %w", canon, err)
 		}
-		d.applied, d.parts, d.flushed, d.mirror = start, [Partitions]journal.Position{}, start, ""
+		d.applied, d.parts, d.flushed = start, [Partitions]journal.Position{}, start
+		d.setMirror("")
 		d.attach.Store(&Attachment{Journal: s.opts.Journal})
 		d.mu.Unlock()
 	}
@@ -133,7 +134,7 @@ func (s *Store) Detach(name string) error {
 // local database; for a mirrored database, its local-writes position (a mirrored database never written locally has none,
 // and then nothing in the local journal is its own).
 func (d *Database) localFloor() journal.Position {
-	if d.mirror == "" {
+	if d.Mirror() == "" {
 		return d.applied
 	}
 	if d.local.IsZero() {

@@ -114,9 +114,9 @@ func (s *Store) followRecordedMirrors() error {
 			changed = true
 		}
 		next.Databases[i].Mirror = *d.recordedMirror
-		d.mirror = *d.recordedMirror
-		d.attach.Store(s.attachment(d.mirror))
-		s.log.Warn().Str("db", e.Name).Str("mirror", d.mirror).Msg("catalog repaired: the database had changed journals when the member stopped")
+		d.setMirror(*d.recordedMirror)
+		d.attach.Store(s.attachment(*d.recordedMirror))
+		s.log.Warn().Str("db", e.Name).Str("mirror", *d.recordedMirror).Msg("catalog repaired: the database had changed journals when the member stopped")
 	}
 	if !changed {
 		return nil
@@ -149,7 +149,7 @@ func (s *Store) AttachMirror(mirror string, a Attachment) {
 	}
 	s.opts.Mirrors[mirror] = a
 	for _, d := range s.dbs {
-		if d.mirror == mirror {
+		if d.Mirror() == mirror {
 			d.attach.Store(&a)
 		}
 	}
@@ -161,7 +161,7 @@ func (s *Store) replay() error {
 	end := jrn.DurableEnd()
 	from := end
 	for _, d := range s.dbs {
-		if d.mirror != "" {
+		if d.Mirror() != "" {
 			// Local writes on a read-write reporting async are on the local journal too.
 			if !d.local.IsZero() && d.local.Less(from) {
 				from = d.local
@@ -244,7 +244,7 @@ func (s *Store) applyReplayed(txn []journal.Record, end journal.Position) error 
 		}
 	}
 	for name, b := range byDB {
-		if err := s.dbs[name].applyBatch(b, end, s.dbs[name].mirror != ""); err != nil {
+		if err := s.dbs[name].applyBatch(b, end, s.dbs[name].Mirror() != ""); err != nil {
 			return err
 		}
 	}
@@ -530,14 +530,14 @@ func (s *Store) PurgeFloor(mirror string, end journal.Position) (journal.Positio
 	defer s.mu.RUnlock()
 	floor := end
 	for _, d := range s.dbs {
-		if mirror == "" && d.mirror != "" {
+		if mirror == "" && d.Mirror() != "" {
 			// A read-write reporting async's local writes to a mirrored database need the local journal too.
 			if l := d.localApplied(); !l.IsZero() && l.Less(floor) {
 				floor = l
 			}
 			continue
 		}
-		if d.mirror != mirror {
+		if d.Mirror() != mirror {
 			continue
 		}
 		applied, err := d.flush()
