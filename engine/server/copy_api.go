@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
@@ -71,8 +75,7 @@ func (s *Server) copyRoutes(mux *http.ServeMux) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		// ServeContent answers Range requests, so an interrupted copy resumes where it stopped.
-		http.ServeContent(w, r, "", fi.ModTime(), f)
+		serveRange(w, r, f, fi.Size())
 	})
 	mux.HandleFunc("DELETE /api/v1/snapshots/{id}", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) {
@@ -98,3 +101,55 @@ func (s *Server) download(w http.ResponseWriter, db string, req CopyRequest) {
 
 // isNeedsCopy reports whether creating a mirrored database here must fetch a copy instead.
 func isNeedsCopy(err error) bool { return errors.Is(err, mirror.ErrNeedsCopy) }
+
+// serveRange answers a read of a snapshot file: the whole file, or the one byte range "bytes=FIRST-[LAST]" the copiers ask
+// for. The bytes go from the file to the socket with sendfile (a seek and a limited copy of the *os.File), which
+// http.ServeContent's ranged path would copy through user space. Anything else goes to http.ServeContent.
+func serveRange(w http.ResponseWriter, r *http.Request, f *os.File, size int64) {
+	first, last, ok := parseRange(r.Header.Get("Range"), size)
+	if !ok {
+		http.ServeContent(w, r, "", time.Time{}, f)
+		return
+	}
+	if _, err := f.Seek(first, io.SeekStart); err != nil {
+		writeError(w, err)
+		return
+	}
+	n := last - first + 1
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	status := http.StatusOK
+	if r.Header.Get("Range") != "" {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
+		status = http.StatusPartialContent
+	}
+	w.WriteHeader(status)
+	_, _ = io.CopyN(w, f, n)
+}
+
+// parseRange understands no Range header (the whole file) and a single "bytes=FIRST-" or "bytes=FIRST-LAST" within the
+// file; ok is false for anything else.
+func parseRange(h string, size int64) (first, last int64, ok bool) {
+	if h == "" {
+		return 0, size - 1, size > 0
+	}
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(spec, "-")
+	if !found || a == "" {
+		return 0, 0, false
+	}
+	first, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || first < 0 || first >= size {
+		return 0, 0, false
+	}
+	last = size - 1
+	if b != "" {
+		if last, err = strconv.ParseInt(b, 10, 64); err != nil || last < first {
+			return 0, 0, false
+		}
+		last = min(last, size-1)
+	}
+	return first, last, true
+}
