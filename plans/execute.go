@@ -143,18 +143,10 @@ func (r *run) fail(ctx context.Context, s *Step, reason string, err error) error
 // the same call again after a failure, a crash or a kill -9 to resume: done steps are skipped and the step that stopped is
 // retried from its pre-checks. It returns the state reached; Finished is true when every step is done.
 func Execute(ctx context.Context, p *Plan, h Handlers, statePath string, ev Events) (*State, error) {
-	if err := p.validate(); err != nil {
-		return nil, err
+	lk, st, err := open(p, h, statePath)
+	if lk != nil {
+		defer lk.unlock()
 	}
-	if err := checkHandlers(p, h); err != nil {
-		return nil, err
-	}
-	lk, err := lock(p.ID, statePath)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.unlock()
-	st, err := loadFor(p, statePath)
 	if errors.Is(err, fs.ErrNotExist) {
 		st, err = newState(p), nil
 	}
@@ -181,6 +173,22 @@ func Execute(ctx context.Context, p *Plan, h Handlers, statePath string, ev Even
 		return st, err
 	}
 	return st, nil
+}
+
+// open checks the plan and its handlers, takes the plan's lock and loads its state. With the lock taken (lk non-nil, the
+// caller unlocks it) err may still be fs.ErrNotExist: the plan has no state yet.
+func open(p *Plan, h Handlers, statePath string) (lk *lockFile, st *State, err error) {
+	if err := p.validate(); err != nil {
+		return nil, nil, err
+	}
+	if err := checkHandlers(p, h); err != nil {
+		return nil, nil, err
+	}
+	if lk, err = lock(p.ID, statePath); err != nil {
+		return nil, nil, err
+	}
+	st, err = loadFor(p, statePath)
+	return lk, st, err
 }
 
 func (r *run) step(ctx context.Context, s *Step) error {
@@ -243,18 +251,10 @@ func (r *run) step(ctx context.Context, s *Step) error {
 // Undo walks p back from its last started step to step 1, calling each step's undo and marking it undone. It refuses, before
 // undoing anything, when a step at or after the point of no return is done. Run it again after a failure to continue.
 func Undo(ctx context.Context, p *Plan, h Handlers, statePath string, ev Events) (*State, error) {
-	if err := p.validate(); err != nil {
-		return nil, err
+	lk, st, err := open(p, h, statePath)
+	if lk != nil {
+		defer lk.unlock()
 	}
-	if err := checkHandlers(p, h); err != nil {
-		return nil, err
-	}
-	lk, err := lock(p.ID, statePath)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.unlock()
-	st, err := loadFor(p, statePath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("undo plan %s: it was never executed (no state file %s), so there is nothing to undo: %w",
 			p.ID, statePath, err)

@@ -22,6 +22,9 @@ migrate="$BIN/migrate"
 minio=${MIRRORKIT_MINIO:-.tools/bin/minio}
 bb="$BIN/backupbench"
 QOS=2s
+bench_name=bench-backup
+# shellcheck source=scripts/benchlib.sh
+. scripts/benchlib.sh
 
 [[ "$GIB" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ ]] || { echo "bench-backup: BENCH_BACKUP_GIB=$GIB: want a number of GiB, e.g. 2 or 0.1" >&2; exit 2; }
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench-backup: BENCH_BACKUP_ROUNDS=$ROUNDS: want a positive whole number" >&2; exit 2; }
@@ -34,7 +37,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 mkdir -p .bench
 work=$(mktemp -d "$PWD/.bench/backup.XXXXXX")
 chmod 711 "$work" # the postgres user must reach its directories inside
-declare -A member_pid=() member_addr=()
+declare -A member_pid=() member_addr=() member_log=()
 member_names=()
 logs=()
 pg_data=""
@@ -42,52 +45,18 @@ minio_pid=""
 as_pg=()
 
 cleanup() {
-  local status=$? i pid log
+  local status=$? i
   set +e
-  for ((i = ${#member_names[@]} - 1; i >= 0; i--)); do
-    pid=${member_pid[${member_names[i]}]}
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
+  for ((i = ${#member_names[@]} - 1; i >= 0; i--)); do stop_member "${member_names[i]}"; done
   if [ -n "$minio_pid" ]; then kill "$minio_pid" 2>/dev/null; wait "$minio_pid" 2>/dev/null; fi
   if [ -n "$pg_data" ] && [ -f "$pg_data/postmaster.pid" ]; then
     "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$pg_data" -m immediate -w -t 30 stop >/dev/null 2>&1
   fi
-  if [ "$status" -ne 0 ]; then
-    for log in "${logs[@]}"; do
-      [ -s "$log" ] && { echo "--- last lines of $log"; tail -20 "$log"; }
-    done
-  fi
+  [ "$status" -ne 0 ] && show_logs
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() { # a free TCP port on host $1
-  python3 -c 'import socket, sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1]); s.close()' "$1"
-}
-
-# start_member NAME IP DIR runs a member on its own loopback address with its data in DIR and waits until it serves.
-start_member() {
-  local name=$1 ip=$2 dir=$3 data admin pid
-  data="$ip:$(free_port "$ip")"
-  admin="$ip:$(free_port "$ip")"
-  "$member" run --name "$name" --data-dir "$dir" --listen "$data" --admin-listen "$admin" --log-format json >>"$dir.log" 2>&1 &
-  pid=$!
-  member_pid[$name]=$pid
-  member_addr[$name]=$data
-  member_names+=("$name")
-  logs+=("$dir.log")
-  for _ in $(seq 1 300); do
-    "$member" status --member "$data" --timeout 1s >/dev/null 2>&1 && return 0
-    kill -0 "$pid" 2>/dev/null || { echo "bench-backup: member $name exited during start" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "bench-backup: member $name on $data did not start" >&2
-  exit 1
-}
 
 results="$work/results.jsonl"
 # measure NAME ROUND CMD... times CMD after dropping the page cache and records the result; CMD's standard output goes

@@ -22,6 +22,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 member="$BIN/member"
+bench_name=bench
+# shellcheck source=scripts/benchlib.sh
+. scripts/benchlib.sh
 
 seconds() { # "10" or "10s" -> 10
   local v=${1%s}
@@ -62,16 +65,6 @@ problems=()     # misbehaviour found on the way, reported after the report is wr
 as_pg=()
 stopped_status=0
 
-stop_member() { # NAME: SIGTERM, then SIGKILL if it is still there after 10s; sets stopped_status to its exit status
-  local pid=${member_pid[$1]}
-  stopped_status=0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" || stopped_status=$?
-  unset "member_pid[$1]"
-}
-
 cleanup() {
   local status=$? i log
   set +e
@@ -80,25 +73,13 @@ cleanup() {
   for d in "${pg_datas[@]}"; do
     [ -f "$d/postmaster.pid" ] && "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$d" -m immediate -w -t 30 stop >/dev/null 2>&1
   done
-  if [ "$status" -ne 0 ]; then
-    for log in "${logs[@]}"; do
-      [ -s "$log" ] && { echo "--- last lines of $log"; tail -20 "$log"; }
-    done
-  fi
+  [ "$status" -ne 0 ] && show_logs
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-free_port() { # a free TCP port on host $1
-  if command -v python3 >/dev/null; then
-    python3 -c 'import socket, sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1]); s.close()' "$1"
-  else
-    echo $((20000 + RANDOM % 20000))
-  fi
-}
 
 # record runs a benchmark program, with a time limit in seconds, that prints one JSON summary, and keeps it for the report.
 # The program stays in the foreground process group, so that an interrupt stops it (and with it the run) at once.
@@ -108,30 +89,6 @@ record() {
   line=$(timeout --foreground "$limit" "$@")
   echo "$line" >>"$work/results.jsonl"
   echo "  $line"
-}
-
-# start_member NAME IP DIR runs a member on its own loopback address with its data in DIR (its log next to it) and
-# waits until it serves.
-start_member() {
-  local name=$1 ip=$2 dir=$3 data admin pid
-  data="$ip:$(free_port "$ip")"
-  admin="$ip:$(free_port "$ip")"
-  mkdir -p "$(dirname "$dir")"
-  "$member" run --name "$name" --data-dir "$dir" --listen "$data" --admin-listen "$admin" --log-format json \
-    >>"$dir.log" 2>&1 &
-  pid=$!
-  member_pid[$name]=$pid
-  member_addr[$name]=$data
-  member_log[$name]=$dir.log
-  logs+=("$dir.log")
-  member_names+=("$name")
-  for _ in $(seq 1 300); do
-    "$member" status --member "$data" --timeout 1s >/dev/null 2>&1 && return 0
-    kill -0 "$pid" 2>/dev/null || { echo "bench: member $name exited during start" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "bench: member $name on $data did not start" >&2
-  exit 1
 }
 
 # stop_members stops every running member, the last started first, and notes any that did not exit cleanly.

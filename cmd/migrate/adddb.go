@@ -117,6 +117,10 @@ func (c *addDBCmd) Run() error {
 		if err != nil {
 			return err
 		}
+		// The progress of an earlier, finished plan for this database belongs to that plan.
+		if err := os.Remove(statePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 		if err := atomicfile.Write(planPath, data, 0o644); err != nil {
 			return fmt.Errorf("save the plan: %w", err)
 		}

@@ -63,6 +63,12 @@ func TestAddDBByEachMethod(t *testing.T) {
 		t.Fatalf("plan state: %v", err)
 	}
 
+	// Running a finished plan's command again makes a new plan whose steps find nothing left to do.
+	again := mustMigrate(t, env, "add-db", "--mirror", A.Addr, "--db", "VIACOPY", "--method", "copy", "--state-dir", state, "--yes")
+	if !strings.Contains(again.stdout, "already has a current copy") || !strings.Contains(again.stdout, "already in mirror MIR") {
+		t.Fatalf("second add-db of VIACOPY:\n%s", again.stdout)
+	}
+
 	// Undo walks the copy plan back: the copies go, and the database is a local database of the primary again.
 	mustMigrate(t, env, "add-db", "--mirror", A.Addr, "--db", "VIACOPY", "--method", "copy", "--state-dir", state, "--yes", "--undo")
 	for _, n := range []*testcluster.Node{B, C} {
