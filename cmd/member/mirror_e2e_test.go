@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,24 +184,15 @@ func waitConverged(t *testing.T, c *testcluster.Cluster, nodes ...*testcluster.N
 	return h
 }
 
-// load runs writers against the mirror through a mirror-aware client until stop is closed, recording every acknowledged
-// key; any client error is reported.
-type load struct {
-	mu     sync.Mutex
-	acked  map[string]string
-	errs   []error
-	n      atomic.Int64
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	client *client.Client
-}
+// load is a testcluster.Load on database APP.
+type load struct{ *testcluster.Load }
 
-// loadOptions shape a load: the client's options, and whether every write is a Set (idempotent, so the client re-sends
-// it across any failover) or every fourth a transaction with an Incr.
+// loadOptions shape a load: the client's options, whether every write is a Set (idempotent, so the client re-sends it
+// across any failover) or every fourth a transaction with an Incr, and the global name of the keys.
 type loadOptions struct {
 	client   client.Options
 	setsOnly bool
-	prefix   string // global name of the keys written
+	prefix   string
 }
 
 func startLoad(t *testing.T, addrs []string, writers int) *load {
@@ -213,72 +202,19 @@ func startLoad(t *testing.T, addrs []string, writers int) *load {
 
 func startLoadWith(t *testing.T, addrs []string, writers int, o loadOptions) *load {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.DialMirror(ctx, addrs, o.client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &load{acked: map[string]string{}, stop: make(chan struct{}), client: c}
-	for w := 0; w < writers; w++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for seq := 0; ; seq++ {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				ref, val := fmt.Sprintf(`^%s(%d,%d)`, o.prefix, w, seq), fmt.Sprintf("w%d-%d", w, seq)
-				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-				var err error
-				if seq%4 == 0 && !o.setsOnly {
-					_, err = c.Txn("APP").Set(ref, []byte(val)).Incr(fmt.Sprintf(`^Count(%d)`, w), "1").Commit(ctx)
-				} else {
-					err = c.Set(ctx, "APP", ref, []byte(val))
-				}
-				cancel()
-				l.mu.Lock()
-				if err != nil {
-					l.errs = append(l.errs, fmt.Errorf("%s: %w", ref, err))
-				} else {
-					l.acked[ref] = val
-				}
-				l.mu.Unlock()
-				if err != nil {
-					return
-				}
-				l.n.Add(1)
-			}
-		}()
-	}
-	return l
+	return &load{testcluster.StartLoad(t, addrs, testcluster.LoadOptions{Client: o.client, Writers: writers, SetsOnly: o.setsOnly, Prefix: o.prefix})}
 }
 
 // waitAcks waits until at least n more writes have been acknowledged.
 func (l *load) waitAcks(t *testing.T, c *testcluster.Cluster, n int64) {
 	t.Helper()
-	target := l.n.Load() + n
-	c.WaitFor(t, fmt.Sprintf("%d more acknowledged writes", n), 90*time.Second, func() (bool, error) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if len(l.errs) > 0 {
-			t.Fatalf("client error under load: %v", l.errs[0])
-		}
-		return l.n.Load() >= target, nil
-	})
+	l.WaitAcks(t, c, n)
 }
 
+// finish stops the writers and returns what was acknowledged.
 func (l *load) finish(t *testing.T) map[string]string {
 	t.Helper()
-	close(l.stop)
-	l.wg.Wait()
-	l.client.Close()
-	if len(l.errs) > 0 {
-		t.Fatalf("%d client errors, first: %v", len(l.errs), l.errs[0])
-	}
-	return l.acked
+	return l.Finish(t)["APP"]
 }
 
 // checkAcked verifies every acknowledged write on a member.

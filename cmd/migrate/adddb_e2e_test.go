@@ -24,7 +24,7 @@ func TestAddDBByEachMethod(t *testing.T) {
 		fill(t, A, db, 2000, 200)
 	}
 	w := startWriter(t, []string{A.Addr, B.Addr, C.Addr}, "VIABACKUP", "VIACOPY", "VIADOWNLOAD")
-	w.waitAcks(t, c, 300)
+	w.WaitAcks(t, c, 300)
 
 	// A dry run shows the plan with live pre-checks and changes nothing.
 	dry := mustMigrate(t, env, "add-db", "--mirror", A.Addr, "--db", "VIABACKUP", "--method", "backup", "--stage", "s3://adddb/stage",
@@ -50,8 +50,8 @@ func TestAddDBByEachMethod(t *testing.T) {
 		"--state-dir", state, "--yes")
 	mustMigrate(t, env, "add-db", "--mirror", A.Addr, "--db", "VIACOPY", "--method", "copy", "--state-dir", state, "--yes")
 	mustMigrate(t, env, "add-db", "--mirror", A.Addr, "--db", "VIADOWNLOAD", "--method", "download", "--state-dir", state, "--yes", "--json")
-	w.waitAcks(t, c, 300)
-	acked := w.finish(t)
+	w.WaitAcks(t, c, 300)
+	acked := w.Finish(t)
 	for db, a := range acked {
 		checkCopies(t, c, db, a)
 	}

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,80 +157,11 @@ func fill(t *testing.T, n *testcluster.Node, db string, count, size int) {
 	}
 }
 
-// writer keeps writing to some databases through the mirror-aware client, recording what was acknowledged.
-type writer struct {
-	mu    sync.Mutex
-	acked map[string]map[string]string // db -> ref -> value
-	errs  []error
-	n     atomic.Int64
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	c     *client.Client
-}
-
-func startWriter(t *testing.T, addrs []string, dbs ...string) *writer {
+// startWriter keeps writing Sets to the databases through the mirror-aware client, one writer each.
+func startWriter(t *testing.T, addrs []string, dbs ...string) *testcluster.Load {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.DialMirror(ctx, addrs, client.Options{Conns: 2, RetryTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &writer{acked: map[string]map[string]string{}, stop: make(chan struct{}), c: c}
-	for _, db := range dbs {
-		w.acked[db] = map[string]string{}
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			for seq := 0; ; seq++ {
-				select {
-				case <-w.stop:
-					return
-				default:
-				}
-				ref, val := fmt.Sprintf(`^New(%d)`, seq), fmt.Sprintf("v%d", seq)
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				err := c.Set(ctx, db, ref, []byte(val))
-				cancel()
-				w.mu.Lock()
-				if err != nil {
-					w.errs = append(w.errs, fmt.Errorf("%s %s: %w", db, ref, err))
-				} else {
-					w.acked[db][ref] = val
-				}
-				w.mu.Unlock()
-				if err != nil {
-					return
-				}
-				w.n.Add(1)
-			}
-		}()
-	}
-	return w
-}
-
-func (w *writer) waitAcks(t *testing.T, c *testcluster.Cluster, n int64) {
-	t.Helper()
-	target := w.n.Load() + n
-	c.WaitFor(t, fmt.Sprintf("%d more acknowledged writes", n), 60*time.Second, func() (bool, error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if len(w.errs) > 0 {
-			t.Fatalf("client error: %v", w.errs[0])
-		}
-		return w.n.Load() >= target, nil
-	})
-}
-
-func (w *writer) finish(t *testing.T) map[string]map[string]string {
-	t.Helper()
-	close(w.stop)
-	w.wg.Wait()
-	w.c.Close()
-	if len(w.errs) > 0 {
-		t.Fatalf("%d client errors, first: %v", len(w.errs), w.errs[0])
-	}
-	return w.acked
+	return testcluster.StartLoad(t, addrs, testcluster.LoadOptions{Client: client.Options{Conns: 2, RetryTimeout: 20 * time.Second},
+		DBs: dbs, Writers: 1, SetsOnly: true, Prefix: "New"})
 }
 
 // checkCopies waits until every member's copy of db has the primary's logical hash and is Dejournaling (Normal on the
