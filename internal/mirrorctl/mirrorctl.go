@@ -225,13 +225,6 @@ func (m *Member) Database(ctx context.Context, db string) (store.Info, error) {
 	return info, err
 }
 
-// Hash is the logical hash of the member's database.
-func (m *Member) Hash(ctx context.Context, db string) (store.LogicalHash, error) {
-	var h store.LogicalHash
-	err := m.call(ctx, http.MethodGet, "/api/v1/databases/"+url.PathEscape(db)+"/hash", nil, &h)
-	return h, err
-}
-
 // AddToMirror adds an existing database to the mirror on the primary (repeatable).
 func (m *Member) AddToMirror(ctx context.Context, db string) (store.Info, error) {
 	var info store.Info
