@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/mirrorkit/mirrorkit/bench/internal/facts"
 )
 
 // render writes the report and returns the targets it judged.
-func render(res *Results, facts []fact, command, pgbackrestConf string) (string, []target, error) {
+func render(res *Results, env []facts.Fact, command, pgbackrestConf string) (string, []target, error) {
 	sums, err := summarize(res.Runs)
 	if err != nil {
 		return "", nil, err
@@ -25,7 +27,7 @@ func render(res *Results, facts []fact, command, pgbackrestConf string) (string,
 	b.WriteString("## Backup and restore\n\n")
 	fmt.Fprintf(&b, "Command: `%s` (after `make build tools`).\n\n", command)
 	writeMethod(&b, res.Load, sums)
-	writeFacts(&b, facts)
+	writeFacts(&b, env)
 	writeResults(&b, res.Load, sums)
 	writeSizes(&b, res.Load, sizes)
 	writeTargets(&b, targets)
@@ -77,14 +79,12 @@ divided by the baseline's, both from this run.
 `, load.Rows, float64(load.LogicalBytes)/(1<<30), keyLen, load.ValueSize, vocabularySize, rounds, cache)
 }
 
-func writeFacts(b *strings.Builder, facts []fact) {
-	if len(facts) == 0 {
+func writeFacts(b *strings.Builder, env []facts.Fact) {
+	if len(env) == 0 {
 		return
 	}
 	b.WriteString("| environment | |\n|---|---|\n")
-	for _, f := range facts {
-		fmt.Fprintf(b, "| %s | %s |\n", cell(f.name), cell(f.value))
-	}
+	facts.WriteRows(b, env)
 	b.WriteString("\n")
 }
 

@@ -6,7 +6,8 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
+
+	"github.com/mirrorkit/mirrorkit/bench/internal/facts"
 )
 
 // Operations measured.
@@ -177,7 +178,7 @@ func (c *reportCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("results %s: %w", c.Results, err)
 	}
-	facts, err := parseFacts(c.Fact)
+	facts, err := facts.Parse(c.Fact)
 	if err != nil {
 		return err
 	}
@@ -210,18 +211,4 @@ func printTargets(w io.Writer, targets []target) error {
 		}
 	}
 	return nil
-}
-
-type fact struct{ name, value string }
-
-func parseFacts(raw []string) ([]fact, error) {
-	out := make([]fact, 0, len(raw))
-	for _, r := range raw {
-		name, value, ok := strings.Cut(r, "=")
-		if !ok || name == "" {
-			return nil, fmt.Errorf("fact %q: want name=value", r)
-		}
-		out = append(out, fact{name, value})
-	}
-	return out, nil
 }

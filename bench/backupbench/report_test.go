@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/mirrorkit/mirrorkit/bench/internal/facts"
 )
 
 // testSeconds are the fastest rounds of a complete run: mirrorkit's directory backup is exactly 1.5× pgBackRest's
@@ -204,7 +206,7 @@ func TestJudge(t *testing.T) {
 
 func TestRender(t *testing.T) {
 	res := testResults(t)
-	doc, targets, err := render(res, []fact{{"CPU", "two cores"}}, "./scripts/bench-backup.sh", "[global]\ncompress-type=zst\n")
+	doc, targets, err := render(res, []facts.Fact{{Name: "CPU", Value: "two cores"}}, "./scripts/bench-backup.sh", "[global]\ncompress-type=zst\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,17 +249,5 @@ func TestRenderStatesWhenCachesWereNotDropped(t *testing.T) {
 	}
 	if want := fmt.Sprintf("dropped before %d of the %d runs", len(res.Runs)-1, len(res.Runs)); !strings.Contains(doc, want) {
 		t.Fatalf("report lacks %q", want)
-	}
-}
-
-func TestParseFacts(t *testing.T) {
-	got, err := parseFacts([]string{"CPU=x=y", "Go=go1"})
-	if err != nil || len(got) != 2 || got[0] != (fact{"CPU", "x=y"}) {
-		t.Fatalf("parseFacts = %v, %v", got, err)
-	}
-	for _, bad := range []string{"novalue", "=x"} {
-		if _, err := parseFacts([]string{bad}); err == nil {
-			t.Errorf("parseFacts(%q) accepted", bad)
-		}
 	}
 }

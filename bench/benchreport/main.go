@@ -16,6 +16,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/mirrorkit/mirrorkit/bench/internal/facts"
 	"github.com/mirrorkit/mirrorkit/bench/internal/latency"
 	"github.com/mirrorkit/mirrorkit/bench/internal/mirrorresult"
 )
@@ -59,12 +60,12 @@ func (c *cli) run() error {
 	if err != nil {
 		return fmt.Errorf("read pgbench script: %w", err)
 	}
-	facts, err := parseFacts(c.Fact)
+	env, err := facts.Parse(c.Fact)
 	if err != nil {
 		return err
 	}
 	var doc strings.Builder
-	writeHeader(&doc, c, res, facts, string(script))
+	writeHeader(&doc, c, res, env, string(script))
 	var tables strings.Builder
 	writeResults(&tables, res)
 	writeMirroring(&tables, res)
@@ -236,20 +237,6 @@ func readResults(r io.Reader) (results, error) {
 		}
 	}
 	return res, nil
-}
-
-type fact struct{ name, value string }
-
-func parseFacts(raw []string) ([]fact, error) {
-	out := make([]fact, 0, len(raw))
-	for _, r := range raw {
-		name, value, ok := strings.Cut(r, "=")
-		if !ok || name == "" {
-			return nil, fmt.Errorf("fact %q: want name=value", r)
-		}
-		out = append(out, fact{name, value})
-	}
-	return out, nil
 }
 
 // target is one goal from the benchmark's brief, judged on this run's figures.

@@ -137,24 +137,3 @@ func TestRender(t *testing.T) {
 		})
 	}
 }
-
-func TestParseFacts(t *testing.T) {
-	tests := []struct {
-		raw     []string
-		want    []fact
-		wantErr bool
-	}{
-		{raw: []string{"CPUs=2", "Kernel=6.1 x=y"}, want: []fact{{"CPUs", "2"}, {"Kernel", "6.1 x=y"}}},
-		{raw: []string{"no separator"}, wantErr: true},
-		{raw: []string{"=value"}, wantErr: true},
-	}
-	for _, tt := range tests {
-		got, err := parseFacts(tt.raw)
-		if (err != nil) != tt.wantErr {
-			t.Fatalf("parseFacts(%q) error = %v, want error %v", tt.raw, err, tt.wantErr)
-		}
-		if !slices.Equal(got, tt.want) {
-			t.Fatalf("parseFacts(%q) = %v, want %v", tt.raw, got, tt.want)
-		}
-	}
-}

@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/mirrorkit/mirrorkit/bench/internal/facts"
 )
 
-func writeHeader(b *strings.Builder, c *cli, res results, facts []fact, pgScript string) {
+func writeHeader(b *strings.Builder, c *cli, res results, env []facts.Fact, pgScript string) {
 	fmt.Fprintf(b, `# Benchmarks
 
 Durable commits per second and commit latency of a mirrorkit member, side by side with PostgreSQL and with the raw rate of
@@ -59,9 +61,7 @@ acknowledged, and the point is measured for %s after a %s warmup. Keys are rando
 | | |
 |---|---|
 `)
-	for _, f := range facts {
-		fmt.Fprintf(b, "| %s | %s |\n", f.name, f.value)
-	}
+	facts.WriteRows(b, env)
 	b.WriteString("\n")
 }
 
