@@ -30,11 +30,7 @@ const (
 // (Config.Added). The other members need a copy of it (backup and restore, file copy, or automatic download). Repeating it
 // for a database already added finishes what a crash interrupted.
 func (m *Manager) AddExistingDatabase(name, mirror string) (store.Info, error) {
-	mir, err := m.Mirror(mirror)
-	if err != nil {
-		return store.Info{}, err
-	}
-	canon, err := store.CanonicalDatabaseName(name)
+	mir, canon, err := m.mirrorAndDatabase(mirror, name)
 	if err != nil {
 		return store.Info{}, err
 	}

@@ -172,14 +172,23 @@ func (mir *Mirror) checkPeerDN(mc MemberConfig, dn string) error {
 		mc.Name, dn, mir.name, mc.DN, mir.name, dn)
 }
 
+// mirrorAndDatabase resolves a mirror of this member and a database name in its canonical form.
+func (m *Manager) mirrorAndDatabase(mirror, name string) (*Mirror, string, error) {
+	mir, err := m.Mirror(mirror)
+	if err != nil {
+		return nil, "", err
+	}
+	canon, err := store.CanonicalDatabaseName(name)
+	if err != nil {
+		return nil, "", err
+	}
+	return mir, canon, nil
+}
+
 // CreateDatabase creates a mirrored database: on the primary it is created empty with a journal marker and added to the
 // mirror; on another member it is created at the marker's position in this member's copy of the journal and catches up.
 func (m *Manager) CreateDatabase(name, mirror string) (store.Info, error) {
-	mir, err := m.Mirror(mirror)
-	if err != nil {
-		return store.Info{}, err
-	}
-	canon, err := store.CanonicalDatabaseName(name)
+	mir, canon, err := m.mirrorAndDatabase(mirror, name)
 	if err != nil {
 		return store.Info{}, err
 	}
@@ -410,11 +419,7 @@ func (mir *Mirror) SetMirroring(run bool) error {
 // RemoveDatabase takes a database out of the mirror on this member. On the primary this is permanent for the mirror (the
 // other members then show their copies as Obsolete); anywhere, the local copy becomes a local, non-mirrored database.
 func (m *Manager) RemoveDatabase(name, mirror string) error {
-	mir, err := m.Mirror(mirror)
-	if err != nil {
-		return err
-	}
-	canon, err := store.CanonicalDatabaseName(name)
+	mir, canon, err := m.mirrorAndDatabase(mirror, name)
 	if err != nil {
 		return err
 	}
@@ -490,11 +495,7 @@ func (m *Manager) ReleaseDatabase(db, mirror string) {
 // applied and catches up from the mirror journal; if this member's copy of the journal no longer reaches back there, the
 // copy is refused: take a newer one.
 func (m *Manager) Activate(name, mirror string) (store.Info, error) {
-	mir, err := m.Mirror(mirror)
-	if err != nil {
-		return store.Info{}, err
-	}
-	canon, err := store.CanonicalDatabaseName(name)
+	mir, canon, err := m.mirrorAndDatabase(mirror, name)
 	if err != nil {
 		return store.Info{}, err
 	}
