@@ -19,6 +19,7 @@ type commands struct {
 	KV      kvCmd      `cmd:"" name:"kv" help:"Read and write data on a member."`
 	Journal journalCmd `cmd:"" help:"Inspect journal files offline."`
 	Mirror  mirrorCmd  `cmd:"" help:"Create, join and operate mirrors."`
+	Shadow  shadowCmd  `cmd:"" help:"Shadowing: apply another member's local journal to databases here (the older replication a mirror replaces)."`
 	Arbiter arbiterCmd `cmd:"" help:"Run an arbiter for the failover members of mirrors."`
 	Agent   agentCmd   `cmd:"" help:"Run the host agent that supervises this host's members and serves their journals."`
 }

@@ -64,10 +64,19 @@ func (c *statusCmd) once() error {
 		for _, d := range st.Databases {
 			fmt.Printf("database %s: %s, applied %s, %d bytes\n", d.Name, mountState(d.Mounted), d.Applied, d.Bytes)
 		}
+		for _, sh := range st.Shadows {
+			printShadowText(sh)
+		}
 		return nil
 	}
 	for _, m := range v.Mirrors {
 		printMonitor(m, c.DBs)
+	}
+	if len(st.Shadows) > 0 {
+		fmt.Println()
+	}
+	for _, sh := range st.Shadows {
+		printShadowText(sh)
 	}
 	return nil
 }

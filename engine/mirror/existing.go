@@ -371,3 +371,37 @@ func (mir *Mirror) resumeDownloadsLocked() {
 		mir.startDownloadLocked(req)
 	}
 }
+
+// JoinInPlace makes a copy this member already holds — a shadowed copy that applied the source's move of the database into
+// this mirror — a copy of the mirrored database without copying anything: join switches it to the mirror journal at the
+// position the mirror recorded when the database was added with its data, and it is then dejournaled from there.
+func (m *Manager) JoinInPlace(db, mirror string, join func(pos journal.Position) error) (store.Info, error) {
+	mir, canon, err := m.mirrorAndDatabase(mirror, db)
+	if err != nil {
+		return store.Info{}, err
+	}
+	if mir.Role() == RolePrimary {
+		return store.Info{}, fmt.Errorf("member %s is the primary of mirror %s: its databases are the originals: %w", m.opts.Self, mir.name, wire.ErrBadRequest)
+	}
+	if !mir.waitForDatabase(canon) {
+		return store.Info{}, fmt.Errorf("database %s is not in mirror %s: add it on the primary %s first: %w", canon, mir.name, mir.Config().Primary, wire.ErrBadRequest)
+	}
+	pos := mir.Config().Added[canon]
+	if pos.IsZero() {
+		return store.Info{}, fmt.Errorf("database %s was created in mirror %s, not added with its data: there is no position to join it at: %w", canon, mir.name, wire.ErrBadRequest)
+	}
+	if info, err := m.store.Get(canon); err == nil && info.Mirror == mir.name {
+		return info, nil // joined before
+	}
+	if first := mir.jrn.FirstPosition(); pos.Less(first) {
+		return store.Info{}, fmt.Errorf("database %s joins mirror %s at %s, but this member's copy of the mirror journal starts at %s: the records in between are purged; copy the database instead: %w",
+			canon, mir.name, pos, first, wire.ErrBadRequest)
+	}
+	if err := join(pos); err != nil {
+		return store.Info{}, err
+	}
+	if d, err := m.store.Database(canon); err == nil {
+		mir.track(d)
+	}
+	return m.store.Get(canon)
+}

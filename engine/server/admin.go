@@ -13,6 +13,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/server/monitor"
+	"github.com/mirrorkit/mirrorkit/engine/shadow"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/version"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
@@ -28,6 +29,8 @@ type Status struct {
 	Uptime    string        `json:"uptime"`
 	Journal   JournalStatus `json:"journal"`
 	Databases []store.Info  `json:"databases"`
+	// Shadows are the shadows configured on this member.
+	Shadows []shadow.Status `json:"shadows,omitempty"`
 }
 
 // JournalStatus summarises the member's local journal.
@@ -94,7 +97,7 @@ func (s *Server) adminHandler() http.Handler {
 			if err != nil {
 				return nil, err
 			}
-			if info.Mirror == "" {
+			if info.Mirror == "" || shadowed(info) {
 				return nil, fmt.Errorf("database %s is not mirrored: %w", info.Name, wire.ErrBadRequest)
 			}
 			if err := s.mirrors.RemoveDatabase(info.Name, info.Mirror); err != nil {
@@ -117,7 +120,7 @@ func (s *Server) adminHandler() http.Handler {
 			if err != nil {
 				return nil, err
 			}
-			if info.Mirror == "" {
+			if info.Mirror == "" || shadowed(info) {
 				return nil, fmt.Errorf("database %s is not mirrored: %w", info.Name, wire.ErrBadRequest)
 			}
 			mir, err := s.mirrors.Mirror(info.Mirror)
@@ -135,7 +138,7 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /api/v1/databases/{name}/dismount", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) {
-			if info, err := s.store.Get(r.PathValue("name")); err == nil && info.Mirror != "" && info.Mounted {
+			if info, err := s.store.Get(r.PathValue("name")); err == nil && info.Mirror != "" && !shadowed(info) && info.Mounted {
 				s.mirrors.ReleaseDatabase(info.Name, info.Mirror)
 			}
 			return s.store.Dismount(r.PathValue("name"))
@@ -150,6 +153,7 @@ func (s *Server) adminHandler() http.Handler {
 	s.mirrorRoutes(mux)
 	s.copyRoutes(mux)
 	s.incomingRoutes(mux)
+	s.shadowRoutes(mux)
 	// The Mirror Monitor page; the bare admin address leads to it, so operators can open any member's admin port.
 	mux.Handle("GET "+monitor.Path, monitor.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler(monitor.Path, http.StatusFound))
@@ -175,6 +179,7 @@ func (s *Server) Status() Status {
 			Records:  st.Records,
 		},
 		Databases: s.store.List(),
+		Shadows:   s.shadows.List(),
 	}
 }
 
@@ -213,6 +218,8 @@ func writeError(w http.ResponseWriter, err error) {
 	var we *wire.Error
 	if errors.Is(err, mirror.ErrNoMirror) {
 		status, name = http.StatusNotFound, "no-such-mirror"
+	} else if errors.Is(err, shadow.ErrNoSuchShadow) {
+		status, name = http.StatusNotFound, "no-such-shadow"
 	} else if errors.As(err, &we) {
 		if e, ok := errorStatus[we.Code]; ok {
 			status, name = e.status, e.name

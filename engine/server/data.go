@@ -70,6 +70,12 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		return
 	}
+	if hello.Purpose == wire.PurposeShadow {
+		if err := s.shadows.Serve(c); err != nil {
+			log.Warn().Err(err).Msg("shadow stream refused")
+		}
+		return
+	}
 	slots := make(chan struct{}, maxInflightPerConn)
 	for {
 		f, err := c.ReadFrame()
@@ -127,7 +133,7 @@ func (s *Server) beginRequest() bool {
 }
 
 func (s *Server) welcome(h wire.Hello) (wire.Welcome, error) {
-	if h.Purpose != wire.PurposeClient && h.Purpose != wire.PurposeAdmin && h.Purpose != wire.PurposeStream {
+	if h.Purpose != wire.PurposeClient && h.Purpose != wire.PurposeAdmin && h.Purpose != wire.PurposeStream && h.Purpose != wire.PurposeShadow {
 		return wire.Welcome{}, &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("member %s does not serve %s connections yet", s.cfg.Name, h.Purpose)}
 	}
 	return wire.Welcome{Software: version.Software, Member: s.cfg.Name, AdminAddr: s.AdminAddr(), MaxFrame: uint32(s.cfg.MaxFrame)}, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
 	"github.com/mirrorkit/mirrorkit/engine/mirror"
+	"github.com/mirrorkit/mirrorkit/engine/shadow"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 	"github.com/mirrorkit/mirrorkit/restore"
@@ -29,6 +30,7 @@ type Server struct {
 	jrn     *journal.Journal
 	store   *store.Store
 	mirrors *mirror.Manager
+	shadows *shadow.Manager
 	// clientTLS is this member's client side of mutual TLS (nil without TLS); selfDN its certificate's subject DN.
 	clientTLS *tls.Config
 	selfDN    string
@@ -125,7 +127,17 @@ func (s *Server) openStorage() error {
 		return err
 	}
 	s.store = st
+	shadows, err := shadow.Load(shadow.Options{DataDir: s.cfg.DataDir, Self: s.cfg.Name, Store: st, Local: jrn, TLS: s.clientTLS, Logger: s.log})
+	if err != nil {
+		st.Close()
+		mgr.CloseJournals()
+		jrn.Close()
+		return err
+	}
+	s.shadows = shadows
+	s.metrics.registry.MustRegister(shadows.Metrics())
 	mgr.Start(st)
+	shadows.Start()
 	return nil
 }
 
@@ -203,6 +215,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.dataLn.Close()
 	// A primary with an Active backup hands over first (unless no-failover is set), so clients only pause.
 	s.mirrors.Stop(ctx, true)
+	s.shadows.Close()
 
 	done := make(chan struct{})
 	go func() {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -75,7 +76,7 @@ func (s *Store) AttachToMirror(name, mirror string, added func(pos journal.Posit
 }
 
 // moveToMirrorLocked does AttachToMirror's work on the database itself; d.mu is held.
-func (d *Database) moveToMirrorLocked(local *journal.Journal, mirror string, a *Attachment, added func(journal.Position) error) (journal.Position, error) {
+func (d *Database) moveToMirrorLocked(local Journal, mirror string, a *Attachment, added func(journal.Position) error) (journal.Position, error) {
 	// Every local record this database applied must be durable before its data stops being recoverable from the local journal.
 	if err := local.Sync(); err != nil {
 		return journal.Position{}, fmt.Errorf("add database %s to mirror %s: sync the local journal: %w", d.name, mirror, err)
@@ -87,6 +88,16 @@ func (d *Database) moveToMirrorLocked(local *journal.Journal, mirror string, a *
 	}
 	if err := a.Journal.WaitDurable(context.Background(), end); err != nil {
 		return journal.Position{}, fmt.Errorf("add database %s to mirror %s: journal marker: %w", d.name, mirror, err)
+	}
+	// The local journal says where the database went, after its last local record: a shadow destination that applies this
+	// journal stops there, and its copy can join the mirror at end without being copied.
+	v, _ := json.Marshal(ToMirror{Mirror: mirror, Pos: end})
+	lend, err := local.Append([]journal.Record{{Type: journal.RecordMarker, TxnEnd: true, DB: d.name, Key: []byte(MarkerToMirror), Value: v, HasValue: true}})
+	if err == nil {
+		err = local.WaitDurable(context.Background(), lend)
+	}
+	if err != nil {
+		return journal.Position{}, fmt.Errorf("add database %s to mirror %s: local journal marker: %w", d.name, mirror, err)
 	}
 	if err := added(end); err != nil {
 		return journal.Position{}, err

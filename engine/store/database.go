@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -92,6 +93,8 @@ type Database struct {
 	parts   [Partitions]journal.Position // per-partition applied positions written by dejournaling; guarded by mu
 	flushed journal.Position             // lowest applied position persisted by the last flush; guarded by mu
 	local   journal.Position             // local writes to a mirrored database applied up to here (zero: none yet); guarded by mu
+	// shadowMarker is, on a shadowed copy, the source's move of the database into a mirror once applied; guarded by mu.
+	shadowMarker *ToMirror
 	// recordedMirror is the mirror the directory itself says it belongs to (nil: written before that was recorded).
 	recordedMirror *string
 }
@@ -200,6 +203,15 @@ func (d *Database) loadMeta() error {
 		if err != nil {
 			return fmt.Errorf("database %s: local applied position: %w", d.name, err)
 		}
+	}
+	if v, closer, err := d.pdb.Get(metaShadowMarker); err == nil {
+		var m ToMirror
+		err = json.Unmarshal(v, &m)
+		closer.Close()
+		if err != nil {
+			return fmt.Errorf("database %s: shadow marker: %w", d.name, err)
+		}
+		d.shadowMarker = &m
 	}
 	for p := range Partitions {
 		v, closer, err := d.pdb.Get(metaPartition(p))

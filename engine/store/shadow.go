@@ -1,0 +1,285 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
+)
+
+// A shadowed database is a local copy that a shadow destination keeps up to date from another member's local journal. It is
+// attached to the journal name ShadowJournal(shadow) in place of a mirror: its applied position is a position of the source's
+// local journal (the shadow's checkpoint), and this member's own writes to it go to the local journal as they do on a
+// read-write reporting async — which is how the database records that something other than the shadow wrote to it.
+
+// shadowPrefix starts the journal name of shadowed databases; mirror names cannot contain ':'.
+const shadowPrefix = "shadow:"
+
+// ShadowJournal is the journal name the databases of a shadow are attached to.
+func ShadowJournal(shadow string) string { return shadowPrefix + shadow }
+
+// ShadowOf returns the shadow a journal name belongs to.
+func ShadowOf(journalName string) (string, bool) { return strings.CutPrefix(journalName, shadowPrefix) }
+
+// MarkerToMirror is the key of the marker a member writes into its local journal when it adds one of its local databases to a
+// mirror: the database's records continue in the mirror journal, at the position the marker carries. A shadow destination
+// that applies the local journal learns from it where its copy joins the mirror.
+const MarkerToMirror = "to-mirror"
+
+// ToMirror is the value of a MarkerToMirror marker, and what a shadowed copy records once it has applied one.
+type ToMirror struct {
+	Mirror string           `json:"mirror"`
+	Pos    journal.Position `json:"pos"` // the mirror journal position right after the database's add marker
+}
+
+// metaShadowMarker is the last MarkerToMirror a shadowed copy applied, if nothing of the database followed it in the source's
+// local journal.
+var metaShadowMarker = []byte("\x00shadow.to-mirror")
+
+// ErrNotShadowed is returned when a database is not (or no longer) attached to the shadow that tries to apply to it.
+var ErrNotShadowed = errors.New("database is not shadowed by this shadow")
+
+// ShadowInfo is a shadowed copy's own record of where it stands.
+type ShadowInfo struct {
+	Applied journal.Position `json:"applied"` // the source local journal position applied up to (the checkpoint)
+	// Modified is set once this member wrote to the copy itself since shadowing began.
+	Modified bool `json:"modified"`
+	// ToMirror is the source's move of the database into a mirror, when the copy has applied it.
+	ToMirror *ToMirror `json:"to_mirror,omitempty"`
+}
+
+// ShadowDatabase attaches a mounted local database to a shadow: from now on it is written by the shadow, which applies the
+// source's local journal from start. Its current data is the baseline and is flushed first; its record of local writes starts
+// empty. A database already attached to this shadow is left alone.
+func (s *Store) ShadowDatabase(name, shadow string, start journal.Position, a Attachment) error {
+	return s.changeJournal(name, ShadowJournal(shadow), "", &a, func(b *pebble.Batch, d *Database) journal.Position {
+		_ = b.Delete(metaLocalApplied, nil)
+		_ = b.Delete(metaShadowMarker, nil)
+		d.local, d.shadowMarker = journal.Position{}, nil
+		return start
+	})
+}
+
+// JoinMirrorAt turns a shadowed copy into a copy of a mirrored database at the mirror journal position its last applied
+// MarkerToMirror names, with no copying: it is then activated like any copy (the caller tracks it for dejournaling). It
+// refuses a copy written locally since shadowing began or one that has not applied a marker for this mirror at pos.
+func (s *Store) JoinMirrorAt(name, shadow, mirror string, pos journal.Position) error {
+	a := s.attachment(mirror)
+	if a == nil {
+		return fmt.Errorf("database %s: mirror %s is not active on this member", name, mirror)
+	}
+	var refusal error
+	err := s.changeJournal(name, mirror, ShadowJournal(shadow), a, func(b *pebble.Batch, d *Database) journal.Position {
+		switch m := d.shadowMarker; {
+		case !d.local.IsZero():
+			refusal = fmt.Errorf("the copy of %s was written on this member since shadowing began; copy it from the primary instead: %w", name, wire.ErrBadRequest)
+		case m == nil || m.Mirror != mirror:
+			refusal = fmt.Errorf("the copy of %s has not reached the point where the source added it to mirror %s: %w", name, mirror, wire.ErrBadRequest)
+		case m.Pos != pos:
+			refusal = fmt.Errorf("the copy of %s joins mirror %s at %s, but the mirror added it at %s: %w", name, mirror, m.Pos, pos, wire.ErrBadRequest)
+		default:
+			_ = b.Delete(metaShadowMarker, nil)
+			_ = b.Delete(metaLocalApplied, nil)
+			d.shadowMarker = nil
+			return pos
+		}
+		return journal.Position{}
+	})
+	if refusal != nil {
+		return refusal
+	}
+	return err
+}
+
+// UnshadowDatabase takes a database out of its shadow: it becomes a plain local database with the data it has.
+func (s *Store) UnshadowDatabase(name, shadow string) error {
+	return s.changeJournal(name, "", ShadowJournal(shadow), &Attachment{Journal: s.opts.Journal}, func(b *pebble.Batch, d *Database) journal.Position {
+		_ = b.Delete(metaShadowMarker, nil)
+		_ = b.Delete(metaLocalApplied, nil)
+		d.shadowMarker, d.local = nil, journal.Position{}
+		return s.opts.Journal.AppendedEnd()
+	})
+}
+
+// changeJournal moves a mounted database from journal from to journal to (names as Info.Mirror) with the applied position
+// prepare returns (the zero position refuses the move; prepare may also add to the batch), flushed with its data before the
+// catalog is updated. A database already on journal to is left alone.
+func (s *Store) changeJournal(name, to, from string, a *Attachment, prepare func(b *pebble.Batch, d *Database) journal.Position) error {
+	canon, err := CanonicalDatabaseName(name)
+	if err != nil {
+		return err
+	}
+	d, err := s.Database(canon)
+	if err != nil {
+		return err
+	}
+	d.life.RLock()
+	if d.closed {
+		d.life.RUnlock()
+		return fmt.Errorf("database %s: %w", canon, wire.ErrDatabaseDismounted)
+	}
+	d.mu.Lock()
+	cur := d.Mirror()
+	if cur == to {
+		d.mu.Unlock()
+		d.life.RUnlock()
+		return nil
+	}
+	if cur != from {
+		d.mu.Unlock()
+		d.life.RUnlock()
+		where := "it is a local database"
+		if cur != "" {
+			where = "it belongs to " + describeJournal(cur)
+		}
+		return fmt.Errorf("database %s: %s, not %s: %w", canon, where, describeJournal(from), wire.ErrBadRequest)
+	}
+	b := d.pdb.NewBatch()
+	pos := prepare(b, d)
+	if pos.IsZero() {
+		b.Close()
+		d.mu.Unlock()
+		d.life.RUnlock()
+		return nil
+	}
+	_ = b.Set(metaApplied, pos.Encode(), nil)
+	_ = b.Set(metaMirror, []byte(to), nil)
+	for p := range Partitions {
+		_ = b.Delete(metaPartition(p), nil)
+	}
+	err = b.Commit(pebble.NoSync)
+	b.Close()
+	if err == nil {
+		err = d.pdb.Flush()
+	}
+	if err != nil {
+		d.mu.Unlock()
+		d.life.RUnlock()
+		return fmt.Errorf("database %s: move to %s: %w", canon, describeJournal(to), err)
+	}
+	d.applied, d.parts, d.flushed = pos, [Partitions]journal.Position{}, pos
+	d.setMirror(to)
+	d.attach.Store(a)
+	d.mu.Unlock()
+	d.life.RUnlock()
+	return s.setCatalogMirror(canon, to)
+}
+
+func describeJournal(name string) string {
+	if name == "" {
+		return "the local journal"
+	}
+	if sh, ok := ShadowOf(name); ok {
+		return "shadow " + sh
+	}
+	return "mirror " + name
+}
+
+// ApplyShadow applies one transaction's records of the source's local journal (all for this database, in journal order) to
+// a copy attached to shadow, and records end as its applied position, in one batch. A MarkerToMirror record is remembered as
+// the point where the copy can join that mirror; any later record of the database forgets it (the source's move did not
+// complete). ErrNotShadowed means the copy is no longer this shadow's.
+func (d *Database) ApplyShadow(shadow string, recs []journal.Record, end journal.Position) error {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return fmt.Errorf("database %s: %w", d.name, wire.ErrDatabaseDismounted)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.Mirror() != ShadowJournal(shadow) {
+		return fmt.Errorf("database %s: %w %s", d.name, ErrNotShadowed, shadow)
+	}
+	if !d.applied.Less(end) {
+		return nil // applied before a restart
+	}
+	b := d.pdb.NewBatch()
+	defer b.Close()
+	marker := d.shadowMarker
+	for _, rec := range recs {
+		var err error
+		switch rec.Type {
+		case journal.RecordSet:
+			err, marker = b.Set(dataKey(nil, rec.Key), rec.Value, nil), nil
+		case journal.RecordKill:
+			err, marker = b.Delete(dataKey(nil, rec.Key), nil), nil
+		case journal.RecordMarker:
+			if string(rec.Key) != MarkerToMirror {
+				continue
+			}
+			var m ToMirror
+			if jerr := json.Unmarshal(rec.Value, &m); jerr != nil {
+				return fmt.Errorf("database %s: marker at %s: %w", d.name, rec.Pos, jerr)
+			}
+			marker = &m
+		}
+		if err != nil {
+			return fmt.Errorf("database %s: apply %s: %w", d.name, rec.Pos, err)
+		}
+	}
+	if marker != d.shadowMarker {
+		if marker == nil {
+			_ = b.Delete(metaShadowMarker, nil)
+		} else {
+			v, _ := json.Marshal(marker)
+			_ = b.Set(metaShadowMarker, v, nil)
+		}
+	}
+	_ = b.Set(metaApplied, end.Encode(), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("database %s: apply at %s: %w", d.name, end, err)
+	}
+	d.applied, d.shadowMarker = end, marker
+	return nil
+}
+
+// AdvanceShadow records that a shadowed copy has applied the source's journal up to pos (nothing of it lay in between).
+func (d *Database) AdvanceShadow(shadow string, pos journal.Position) error {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.Mirror() != ShadowJournal(shadow) || !d.applied.Less(pos) {
+		return nil
+	}
+	if err := d.pdb.Set(metaApplied, pos.Encode(), pebble.NoSync); err != nil {
+		return fmt.Errorf("database %s: advance shadow checkpoint: %w", d.name, err)
+	}
+	d.applied = pos
+	return nil
+}
+
+// ShadowInfo returns a shadowed copy's checkpoint, whether it was written locally, and the mirror move it applied.
+func (d *Database) ShadowInfo() ShadowInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info := ShadowInfo{Applied: d.applied, Modified: !d.local.IsZero()}
+	if d.shadowMarker != nil {
+		m := *d.shadowMarker
+		info.ToMirror = &m
+	}
+	return info
+}
+
+// ShadowedDatabases lists the mounted databases attached to a shadow.
+func (s *Store) ShadowedDatabases(shadow string) []*Database {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Database
+	for _, d := range s.dbs {
+		if d.Mirror() == ShadowJournal(shadow) {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Database) int { return strings.Compare(a.name, b.name) })
+	return out
+}
