@@ -13,6 +13,7 @@ import (
 
 	"github.com/mirrorkit/mirrorkit/engine/server"
 	"github.com/mirrorkit/mirrorkit/engine/shadow"
+	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/internal/units"
 )
 
@@ -25,6 +26,24 @@ type shadowCmd struct {
 	Restart shadowNameCmd   `cmd:"" help:"Stop and start again from the checkpoint (after an error is fixed)."`
 	Status  shadowStatusCmd `cmd:"" help:"Show the shadows on this member (and the streams it serves as a source)."`
 	Remove  shadowNameCmd   `cmd:"" help:"Remove a stopped shadow; its copies become plain local databases with the data they have."`
+	Join    shadowJoinCmd   `cmd:"" help:"After the source added a database to a mirror this member belongs to: the shadowed copy joins the mirror where the source's local journal moved it, with no copy, and catches up."`
+}
+
+type shadowJoinCmd struct {
+	remote
+	Name   string `arg:"" help:"Shadow name."`
+	DB     string `name:"db" required:"" help:"The database (its name on the source and in the mirror)."`
+	Mirror string `required:"" help:"The mirror the source added it to."`
+}
+
+func (c *shadowJoinCmd) Run() error {
+	ctx, cancel := c.context()
+	defer cancel()
+	var info store.Info
+	if err := c.admin(ctx, http.MethodPost, "/api/v1/shadows/"+url.PathEscape(c.Name)+"/join", server.ShadowJoinRequest{DB: c.DB, Mirror: c.Mirror}, &info); err != nil {
+		return err
+	}
+	return printInfo(c.JSON, info, "joined mirror "+info.Mirror+" in place")
 }
 
 type shadowCreateCmd struct {
