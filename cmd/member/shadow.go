@@ -13,7 +13,7 @@ import (
 
 	"github.com/mirrorkit/mirrorkit/engine/server"
 	"github.com/mirrorkit/mirrorkit/engine/shadow"
-	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/internal/units"
 )
 
@@ -39,11 +39,23 @@ type shadowJoinCmd struct {
 func (c *shadowJoinCmd) Run() error {
 	ctx, cancel := c.context()
 	defer cancel()
-	var info store.Info
-	if err := c.admin(ctx, http.MethodPost, "/api/v1/shadows/"+url.PathEscape(c.Name)+"/join", server.ShadowJoinRequest{DB: c.DB, Mirror: c.Mirror}, &info); err != nil {
+	var res mirror.JoinResult
+	if err := c.admin(ctx, http.MethodPost, "/api/v1/shadows/"+url.PathEscape(c.Name)+"/join", server.ShadowJoinRequest{DB: c.DB, Mirror: c.Mirror}, &res); err != nil {
 		return err
 	}
-	return printInfo(c.JSON, info, "joined mirror "+info.Mirror+" in place")
+	if c.JSON {
+		return printJSON(res)
+	}
+	if res.Already {
+		fmt.Printf("database %s is already a copy in mirror %s (applied %s)\n", res.Name, res.Mirror, res.Applied)
+		return nil
+	}
+	check := "no hash from the primary to check it against"
+	if res.Verified {
+		check = "logical hash " + res.Hash.SHA256[:16] + "… matches the primary's at that position"
+	}
+	fmt.Printf("database %s joined mirror %s in place at %s, with no copy (%s)\n", res.Name, res.Mirror, res.Applied, check)
+	return nil
 }
 
 type shadowCreateCmd struct {

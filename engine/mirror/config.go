@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 	"github.com/mirrorkit/mirrorkit/internal/atomicfile"
 )
@@ -116,7 +117,10 @@ type Config struct {
 	Created map[string]journal.Position `json:"created,omitempty"`
 	// Added is, for each database that joined the mirror with existing data, the mirror journal position right after its
 	// add marker. Other members cannot start such a database empty: they need a copy (restore, file copy or download).
-	Added      map[string]journal.Position `json:"added,omitempty"`
+	Added map[string]journal.Position `json:"added,omitempty"`
+	// AddedHash is the logical hash of such a database at its add position, when the primary computed it: a copy that
+	// joins the mirror at that position in place (a converted shadow copy) must match it.
+	AddedHash  map[string]store.LogicalHash `json:"added_hash,omitempty"`
 	Removed    []string                    `json:"removed,omitempty"`    // databases removed from the mirror on the primary
 	Authorized []string                    `json:"authorized,omitempty"` // certificate DNs an operator authorized (TLS mirrors)
 	Pending    []PendingMember             `json:"pending,omitempty"`    // members waiting for authorization (TLS mirrors)
@@ -246,6 +250,7 @@ func (c Config) clone() Config {
 	c.Removed = slices.Clone(c.Removed)
 	c.Created = maps.Clone(c.Created)
 	c.Added = maps.Clone(c.Added)
+	c.AddedHash = maps.Clone(c.AddedHash)
 	c.Authorized = slices.Clone(c.Authorized)
 	c.Pending = slices.Clone(c.Pending)
 	c.Epochs = slices.Clone(c.Epochs)

@@ -43,6 +43,21 @@ func (m *Manager) AddExistingDatabase(name, mirror string) (store.Info, error) {
 	}
 	info, err := m.store.AttachToMirror(canon, mir.name, func(pos journal.Position) error {
 		return mir.recordDatabase(canon, pos, true)
+	}, func(h store.LogicalHash, err error) {
+		if err != nil {
+			mir.log.Warn().Err(err).Str("db", canon).Msg("logical hash at the add position")
+			return
+		}
+		if err := mir.update(func(st *localState) error {
+			if st.Config.AddedHash == nil {
+				st.Config.AddedHash = map[string]store.LogicalHash{}
+			}
+			st.Config.AddedHash[canon] = h
+			st.Config.Version++
+			return nil
+		}); err != nil {
+			mir.log.Warn().Err(err).Str("db", canon).Msg("record the logical hash at the add position")
+		}
 	})
 	if err != nil {
 		return store.Info{}, err
@@ -375,33 +390,48 @@ func (mir *Mirror) resumeDownloadsLocked() {
 // JoinInPlace makes a copy this member already holds — a shadowed copy that applied the source's move of the database into
 // this mirror — a copy of the mirrored database without copying anything: join switches it to the mirror journal at the
 // position the mirror recorded when the database was added with its data, and it is then dejournaled from there.
-func (m *Manager) JoinInPlace(db, mirror string, join func(pos journal.Position) error) (store.Info, error) {
+func (m *Manager) JoinInPlace(db, mirror string, join func(pos journal.Position, expect *store.LogicalHash) (JoinResult, error)) (JoinResult, error) {
 	mir, canon, err := m.mirrorAndDatabase(mirror, db)
 	if err != nil {
-		return store.Info{}, err
+		return JoinResult{}, err
 	}
 	if mir.Role() == RolePrimary {
-		return store.Info{}, fmt.Errorf("member %s is the primary of mirror %s: its databases are the originals: %w", m.opts.Self, mir.name, wire.ErrBadRequest)
+		return JoinResult{}, fmt.Errorf("member %s is the primary of mirror %s: its databases are the originals: %w", m.opts.Self, mir.name, wire.ErrBadRequest)
 	}
 	if !mir.waitForDatabase(canon) {
-		return store.Info{}, fmt.Errorf("database %s is not in mirror %s: add it on the primary %s first: %w", canon, mir.name, mir.Config().Primary, wire.ErrBadRequest)
+		return JoinResult{}, fmt.Errorf("database %s is not in mirror %s: add it on the primary %s first: %w", canon, mir.name, mir.Config().Primary, wire.ErrBadRequest)
 	}
 	pos := mir.Config().Added[canon]
 	if pos.IsZero() {
-		return store.Info{}, fmt.Errorf("database %s was created in mirror %s, not added with its data: there is no position to join it at: %w", canon, mir.name, wire.ErrBadRequest)
+		return JoinResult{}, fmt.Errorf("database %s was created in mirror %s, not added with its data: there is no position to join it at: %w", canon, mir.name, wire.ErrBadRequest)
 	}
 	if info, err := m.store.Get(canon); err == nil && info.Mirror == mir.name {
-		return info, nil // joined before
+		return JoinResult{Info: info, Already: true}, nil
 	}
 	if first := mir.jrn.FirstPosition(); pos.Less(first) {
-		return store.Info{}, fmt.Errorf("database %s joins mirror %s at %s, but this member's copy of the mirror journal starts at %s: the records in between are purged; copy the database instead: %w",
+		return JoinResult{}, fmt.Errorf("database %s joins mirror %s at %s, but this member's copy of the mirror journal starts at %s: the records in between are purged; copy the database instead: %w",
 			canon, mir.name, pos, first, wire.ErrBadRequest)
 	}
-	if err := join(pos); err != nil {
-		return store.Info{}, err
+	var expect *store.LogicalHash
+	if h, ok := mir.Config().AddedHash[canon]; ok {
+		expect = &h
+	}
+	res, err := join(pos, expect)
+	if err != nil {
+		return JoinResult{}, err
 	}
 	if d, err := m.store.Database(canon); err == nil {
 		mir.track(d)
 	}
-	return m.store.Get(canon)
+	res.Info, err = m.store.Get(canon)
+	return res, err
+}
+
+// JoinResult is what JoinInPlace did: the copy, its logical hash at the join position, and whether the primary's hash at
+// the add position was there to check it against (it always matched: a mismatch refuses the join).
+type JoinResult struct {
+	store.Info
+	Hash     store.LogicalHash `json:"hash,omitzero"`
+	Verified bool              `json:"verified"`
+	Already  bool              `json:"already,omitempty"` // it had joined before: nothing was done
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/shadow"
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
@@ -84,8 +85,9 @@ func (s *Server) shadowRoutes(mux *http.ServeMux) {
 				return
 			}
 			respond(w, func() (any, error) {
-				return s.mirrors.JoinInPlace(req.DB, req.Mirror, func(pos journal.Position) error {
-					return s.shadows.JoinMirror(name, req.DB, req.Mirror, pos)
+				return s.mirrors.JoinInPlace(req.DB, req.Mirror, func(pos journal.Position, expect *store.LogicalHash) (mirror.JoinResult, error) {
+					h, err := s.shadows.JoinMirror(name, req.DB, req.Mirror, pos, expect)
+					return mirror.JoinResult{Hash: h, Verified: expect != nil}, err
 				})
 			})
 		default:

@@ -456,33 +456,35 @@ func (m *Manager) List() []Status {
 }
 
 // JoinMirror turns the shadowed copy of a source database into a copy of the mirrored database at pos (the position the
-// mirror recorded when the source added it), with no copying. The caller then activates it in the mirror.
-func (m *Manager) JoinMirror(name, db, mirror string, pos journal.Position) error {
+// mirror recorded when the source added it), with no copying, after checking it against the primary's logical hash at that
+// position when expect is given. The caller then activates it in the mirror.
+func (m *Manager) JoinMirror(name, db, mirror string, pos journal.Position, expect *store.LogicalHash) (store.LogicalHash, error) {
 	m.mu.Lock()
 	sh, err := m.get(name)
 	m.mu.Unlock()
 	if err != nil {
-		return err
+		return store.LogicalHash{}, err
 	}
 	canon, err := store.CanonicalDatabaseName(db)
 	if err != nil {
-		return err
+		return store.LogicalHash{}, err
 	}
 	var dest string
 	for _, mp := range sh.cfg.Map {
-		if mp.Source == canon || mp.Dest == canon {
+		if mp.Source == canon {
 			dest = mp.Dest
 		}
 	}
 	if dest == "" {
-		return badRequest("shadow %s does not map database %s", name, canon)
+		return store.LogicalHash{}, badRequest("shadow %s does not map database %s", name, canon)
 	}
 	if dest != canon {
-		return badRequest("shadow %s applies %s to %s: a copy joins a mirror under the name it has on the primary", name, canon, dest)
+		return store.LogicalHash{}, badRequest("shadow %s applies %s to %s: a copy joins a mirror under the name it has on the primary", name, canon, dest)
 	}
-	if err := m.opts.Store.JoinMirrorAt(dest, name, mirror, pos); err != nil {
-		return err
+	h, err := m.opts.Store.JoinMirrorAt(dest, name, mirror, pos, expect)
+	if err != nil {
+		return h, err
 	}
-	sh.log.Info().Str("db", dest).Str("mirror", mirror).Str("pos", pos.String()).Msg("shadowed copy joined the mirror without a copy")
-	return nil
+	sh.log.Info().Str("db", dest).Str("mirror", mirror).Str("pos", pos.String()).Bool("verified", expect != nil).Msg("shadowed copy joined the mirror without a copy")
+	return h, nil
 }

@@ -28,7 +28,11 @@ const MarkerAdd = "add"
 // it in the mirror configuration), and the database's applied position becomes that position, flushed together with the
 // data, before the catalog is updated. A database already attached to the mirror is left as it is and added is called with
 // its current applied position, so the whole operation can be repeated after a crash.
-func (s *Store) AttachToMirror(name, mirror string, added func(pos journal.Position) error) (Info, error) {
+//
+// hashed, when given, receives the logical hash of the database as it was at the add position (computed afterwards from a
+// snapshot taken at that moment, so writers are not held back by it); a copy that joins the mirror at that position in
+// place can be checked against it.
+func (s *Store) AttachToMirror(name, mirror string, added func(pos journal.Position) error, hashed ...func(LogicalHash, error)) (Info, error) {
 	canon, err := CanonicalDatabaseName(name)
 	if err != nil {
 		return Info{}, err
@@ -63,7 +67,18 @@ func (s *Store) AttachToMirror(name, mirror string, added func(pos journal.Posit
 		return Info{}, fmt.Errorf("database %s already belongs to mirror %s; remove it from that mirror first: %w", canon, cur, wire.ErrBadRequest)
 	}
 	pos, err := d.moveToMirrorLocked(s.opts.Journal, mirror, a, added)
+	var snap *pebble.Snapshot
+	if err == nil && len(hashed) > 0 {
+		snap = d.pdb.NewSnapshot()
+	}
 	d.mu.Unlock()
+	if snap != nil {
+		h, herr := logicalHash(d.name, snap)
+		snap.Close()
+		for _, f := range hashed {
+			f(h, herr)
+		}
+	}
 	d.life.RUnlock()
 	if err != nil {
 		return Info{}, err

@@ -68,33 +68,61 @@ func (s *Store) ShadowDatabase(name, shadow string, start journal.Position, a At
 
 // JoinMirrorAt turns a shadowed copy into a copy of a mirrored database at the mirror journal position its last applied
 // MarkerToMirror names, with no copying: it is then activated like any copy (the caller tracks it for dejournaling). It
-// refuses a copy written locally since shadowing began or one that has not applied a marker for this mirror at pos.
-func (s *Store) JoinMirrorAt(name, shadow, mirror string, pos journal.Position) error {
+// refuses a copy written locally since shadowing began or one that has not applied a marker for this mirror at pos. The copy
+// no longer changes once it has applied the marker (nothing of the database follows it in the source's local journal, and a
+// local write would mark it modified), so its logical hash is the database's at pos: it is returned, and when expect (the
+// primary's hash at the add position) is given, a copy that differs is refused.
+func (s *Store) JoinMirrorAt(name, shadow, mirror string, pos journal.Position, expect *LogicalHash) (LogicalHash, error) {
 	a := s.attachment(mirror)
 	if a == nil {
-		return fmt.Errorf("database %s: mirror %s is not active on this member", name, mirror)
+		return LogicalHash{}, fmt.Errorf("database %s: mirror %s is not active on this member", name, mirror)
 	}
-	var refusal error
-	err := s.changeJournal(name, mirror, ShadowJournal(shadow), a, func(b *pebble.Batch, d *Database) journal.Position {
+	refuse := func(d *Database) error {
 		switch m := d.shadowMarker; {
 		case !d.local.IsZero():
-			refusal = fmt.Errorf("the copy of %s was written on this member since shadowing began; copy it from the primary instead: %w", name, wire.ErrBadRequest)
+			return fmt.Errorf("the copy of %s was written on this member since shadowing began; copy it from the primary instead: %w", d.name, wire.ErrBadRequest)
 		case m == nil || m.Mirror != mirror:
-			refusal = fmt.Errorf("the copy of %s has not reached the point where the source added it to mirror %s: %w", name, mirror, wire.ErrBadRequest)
+			return fmt.Errorf("the copy of %s has not reached the point where the source added it to mirror %s: %w", d.name, mirror, wire.ErrBadRequest)
 		case m.Pos != pos:
-			refusal = fmt.Errorf("the copy of %s joins mirror %s at %s, but the mirror added it at %s: %w", name, mirror, m.Pos, pos, wire.ErrBadRequest)
-		default:
-			_ = b.Delete(metaShadowMarker, nil)
-			_ = b.Delete(metaLocalApplied, nil)
-			d.shadowMarker = nil
-			return pos
+			return fmt.Errorf("the copy of %s joins mirror %s at %s, but the mirror added it at %s: %w", d.name, mirror, m.Pos, pos, wire.ErrBadRequest)
 		}
-		return journal.Position{}
+		return nil
+	}
+	d, err := s.Database(name)
+	if err != nil {
+		return LogicalHash{}, err
+	}
+	if info, err := s.Get(name); err == nil && info.Mirror == mirror {
+		return s.Hash(name) // joined before
+	}
+	d.mu.Lock()
+	err = refuse(d)
+	d.mu.Unlock()
+	if err != nil {
+		return LogicalHash{}, err
+	}
+	h, err := s.Hash(name)
+	if err != nil {
+		return LogicalHash{}, err
+	}
+	if expect != nil && (h.SHA256 != expect.SHA256 || h.Nodes != expect.Nodes) {
+		return h, fmt.Errorf("the copy of %s differs from the primary's at %s (logical hash %s, %d nodes; the primary's %s, %d nodes): copy it from the primary instead: %w",
+			d.name, pos, h.SHA256, h.Nodes, expect.SHA256, expect.Nodes, wire.ErrBadRequest)
+	}
+	var refusal error
+	err = s.changeJournal(name, mirror, ShadowJournal(shadow), a, func(b *pebble.Batch, d *Database) journal.Position {
+		if refusal = refuse(d); refusal != nil {
+			return journal.Position{} // changed while it was hashed
+		}
+		_ = b.Delete(metaShadowMarker, nil)
+		_ = b.Delete(metaLocalApplied, nil)
+		d.shadowMarker = nil
+		return pos
 	})
 	if refusal != nil {
-		return refusal
+		return h, refusal
 	}
-	return err
+	return h, err
 }
 
 // UnshadowDatabase takes a database out of its shadow: it becomes a plain local database with the data it has.
