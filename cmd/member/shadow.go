@@ -11,9 +11,9 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/engine/server"
 	"github.com/mirrorkit/mirrorkit/engine/shadow"
-	"github.com/mirrorkit/mirrorkit/engine/mirror"
 	"github.com/mirrorkit/mirrorkit/internal/units"
 )
 

@@ -121,9 +121,9 @@ type Config struct {
 	// AddedHash is the logical hash of such a database at its add position, when the primary computed it: a copy that
 	// joins the mirror at that position in place (a converted shadow copy) must match it.
 	AddedHash  map[string]store.LogicalHash `json:"added_hash,omitempty"`
-	Removed    []string                    `json:"removed,omitempty"`    // databases removed from the mirror on the primary
-	Authorized []string                    `json:"authorized,omitempty"` // certificate DNs an operator authorized (TLS mirrors)
-	Pending    []PendingMember             `json:"pending,omitempty"`    // members waiting for authorization (TLS mirrors)
+	Removed    []string                     `json:"removed,omitempty"`    // databases removed from the mirror on the primary
+	Authorized []string                     `json:"authorized,omitempty"` // certificate DNs an operator authorized (TLS mirrors)
+	Pending    []PendingMember              `json:"pending,omitempty"`    // members waiting for authorization (TLS mirrors)
 	// Arbiter is the arbiter's address ("" when the mirror has none: failover is then agent controlled only).
 	Arbiter string `json:"arbiter,omitempty"`
 	// Epochs is where each recent epoch started, oldest first.
