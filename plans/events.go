@@ -22,6 +22,7 @@ const (
 	PhaseUndo     = "undo"     // the step's undo started
 	PhaseUndone   = "undone"   // the step's undo finished; Elapsed is set
 	PhaseProgress = "progress" // emitted by handlers during long work: Bytes of Total (Total <= 0: unknown)
+	PhaseNote     = "note"     // emitted by handlers: a remark on what the step did (Message)
 )
 
 // Event is one thing that happened while a plan executed.

@@ -12,6 +12,7 @@ type usageError = cli.UsageError
 var usage = cli.Usage
 
 type commands struct {
+	Convert convertCmd `cmd:"" name:"convert-shadow" help:"Convert a shadow source and its shadow destinations into a mirror, online: copies that are current and untouched join in place with no data copied; shows the plan first and resumes when re-run."`
 	AddDB   addDBCmd   `cmd:"" name:"add-db" help:"Add an existing database (with data) to a mirror and give every member a verified copy, by backup/restore, file copy or download; shows the plan first and resumes when re-run."`
 	Backup  backupCmd  `cmd:"" help:"Back up a mirrored database from a member (the backup or a current async by default) to a stage."`
 	Restore restoreCmd `cmd:"" help:"Restore a backup onto a member (it is activated and catches up) or into a local directory."`

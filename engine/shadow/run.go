@@ -48,7 +48,18 @@ type runner struct {
 
 func (sh *Shadow) config() Config { return sh.cfg }
 
-func (sh *Shadow) running() bool { return sh.run != nil }
+// running reports whether the processing loop runs (mgr.mu held); a loop that gave up on an error does not.
+func (sh *Shadow) running() bool {
+	if sh.run == nil {
+		return false
+	}
+	select {
+	case <-sh.run.done:
+		return false
+	default:
+		return true
+	}
+}
 
 // attachment is how the shadowed copies are written: by the shadow (through ApplyShadow), and by this member's own
 // clients through the local journal, which marks them modified.
@@ -56,9 +67,9 @@ func (sh *Shadow) attachment() store.Attachment {
 	return store.Attachment{Journal: sourceJournal{sh}, Local: sh.mgr.opts.Local}
 }
 
-// startLocked starts the processing loop (mgr.mu held).
+// startLocked starts the processing loop (mgr.mu held), again if it gave up on an error.
 func (sh *Shadow) startLocked() {
-	if sh.run != nil || sh.mgr.ctx == nil {
+	if sh.running() || sh.mgr.ctx == nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(sh.mgr.ctx)
@@ -350,10 +361,10 @@ func (a *applier) advance(pos journal.Position) error {
 	return nil
 }
 
-// status assembles the shadow's state.
+// status assembles the shadow's state (mgr.mu held: the configuration and the loop change under it).
 func (sh *Shadow) status() Status {
 	cfg := sh.cfg
-	running := sh.run != nil
+	running := sh.running()
 	sh.mu.Lock()
 	st := sh.st
 	sh.mu.Unlock()

@@ -73,7 +73,7 @@ func (m *Manager) Serve(c *wire.Conn) error {
 	if probe {
 		from = jrn.DurableEnd()
 	}
-	if first := jrn.FirstPosition(); from.Less(first) {
+	if first := jrn.FirstPosition(); from.Segment < first.Segment {
 		e := &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("the local journal of %s from %s is purged (it starts at %s): restore the shadow's databases from a newer copy of the source's and start the shadow again from a newer position", m.opts.Self, from, first)}
 		refuse(c, e)
 		return e
@@ -157,8 +157,14 @@ func (m *Manager) send(s *served, pos journal.Position, codec wire.Codec, done <
 		notify := jrn.DurableNotify()
 		frames, next, err := jrn.ReadEncoded(pos, batchBytes)
 		if err != nil {
-			if errors.Is(err, journal.ErrPurged) {
+			// What reconnecting cannot cure is refused, so that the destination stops and says why.
+			switch {
+			case errors.Is(err, journal.ErrPurged):
 				refuse(s.conn, &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("the local journal of %s from %s is purged: restore the shadow's databases from a newer copy of the source's and start the shadow again from a newer position", m.opts.Self, pos)})
+			case errors.Is(err, journal.ErrBadPosition):
+				refuse(s.conn, &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("no record of the local journal of %s starts at %s: start the shadow again from a position the source printed", m.opts.Self, pos)})
+			case errors.Is(err, journal.ErrCorrupt):
+				refuse(s.conn, &wire.Error{Code: wire.CodeInternal, Message: fmt.Sprintf("the local journal of %s cannot be served: %v", m.opts.Self, err)})
 			}
 			return err
 		}

@@ -328,12 +328,13 @@ func (m *Manager) change(name string, f func(sh *Shadow) error) (Status, error) 
 		m.mu.Unlock()
 		return Status{}, err
 	}
-	err = m.saveLocked()
-	m.mu.Unlock()
-	if err != nil {
+	if err := m.saveLocked(); err != nil {
+		m.mu.Unlock()
 		return Status{}, err
 	}
-	return sh.status(), nil
+	st := sh.status()
+	m.mu.Unlock()
+	return st, nil
 }
 
 // Start begins (or continues) processing from the checkpoint, or from a new position when from is set (only while stopped:
@@ -411,7 +412,7 @@ func (m *Manager) Remove(name string) error {
 	if err != nil {
 		return err
 	}
-	if sh.running() || sh.cfg.Want == wantSuspend {
+	if sh.cfg.Want != wantStop {
 		return badRequest("shadow %s is %s; stop it first", name, sh.status().State)
 	}
 	for _, d := range m.opts.Store.ShadowedDatabases(name) {
@@ -431,8 +432,8 @@ func (m *Manager) Remove(name string) error {
 // Status returns one shadow's status.
 func (m *Manager) Status(name string) (Status, error) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	sh, err := m.get(name)
-	m.mu.Unlock()
 	if err != nil {
 		return Status{}, err
 	}
@@ -442,16 +443,12 @@ func (m *Manager) Status(name string) (Status, error) {
 // List returns every shadow's status, by name.
 func (m *Manager) List() []Status {
 	m.mu.Lock()
-	shs := make([]*Shadow, 0, len(m.shadows))
+	defer m.mu.Unlock()
+	out := make([]Status, 0, len(m.shadows))
 	for _, sh := range m.shadows {
-		shs = append(shs, sh)
-	}
-	m.mu.Unlock()
-	slices.SortFunc(shs, func(a, b *Shadow) int { return strings.Compare(a.cfg.Name, b.cfg.Name) })
-	out := make([]Status, 0, len(shs))
-	for _, sh := range shs {
 		out = append(out, sh.status())
 	}
+	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

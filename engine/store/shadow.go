@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,12 +128,23 @@ func (s *Store) JoinMirrorAt(name, shadow, mirror string, pos journal.Position, 
 
 // UnshadowDatabase takes a database out of its shadow: it becomes a plain local database with the data it has.
 func (s *Store) UnshadowDatabase(name, shadow string) error {
-	return s.changeJournal(name, "", ShadowJournal(shadow), &Attachment{Journal: s.opts.Journal}, func(b *pebble.Batch, d *Database) journal.Position {
+	var syncErr error
+	err := s.changeJournal(name, "", ShadowJournal(shadow), &Attachment{Journal: s.opts.Journal}, func(b *pebble.Batch, d *Database) journal.Position {
+		// The flush below syncs the shadow's journal, not the local one, yet it persists a local journal position: that
+		// position must be durable first, or a crash leaves the database ahead of the journal it is recovered from.
+		end := s.opts.Journal.AppendedEnd()
+		if syncErr = s.opts.Journal.WaitDurable(context.Background(), end); syncErr != nil {
+			return journal.Position{}
+		}
 		_ = b.Delete(metaShadowMarker, nil)
 		_ = b.Delete(metaLocalApplied, nil)
 		d.shadowMarker, d.local = nil, journal.Position{}
-		return s.opts.Journal.AppendedEnd()
+		return end
 	})
+	if syncErr != nil {
+		return fmt.Errorf("database %s: leave shadow %s: sync the local journal: %w", name, shadow, syncErr)
+	}
+	return err
 }
 
 // changeJournal moves a mounted database from journal from to journal to (names as Info.Mirror) with the applied position

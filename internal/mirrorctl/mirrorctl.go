@@ -49,6 +49,8 @@ type Member struct {
 	fleet    *Fleet
 }
 
+const defaultTimeout = 30 * time.Second
+
 // ErrUnknownMember is returned for a member name the mirror does not have.
 var ErrUnknownMember = errors.New("unknown member")
 
@@ -56,7 +58,7 @@ var ErrUnknownMember = errors.New("unknown member")
 // mirrorName may be "" when the member belongs to exactly one mirror.
 func Connect(ctx context.Context, addrs []string, mirrorName string, o Options) (*Fleet, error) {
 	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = defaultTimeout
 	}
 	if o.Name == "" {
 		o.Name = "mirrorctl"
