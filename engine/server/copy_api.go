@@ -75,7 +75,7 @@ func (s *Server) copyRoutes(mux *http.ServeMux) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		serveRange(w, r, f, fi.Size())
+		s.metrics.snapshotBytes.Add(float64(serveRange(w, r, f, fi.Size())))
 	})
 	mux.HandleFunc("DELETE /api/v1/snapshots/{id}", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, func() (any, error) {
@@ -104,16 +104,17 @@ func isNeedsCopy(err error) bool { return errors.Is(err, mirror.ErrNeedsCopy) }
 
 // serveRange answers a read of a snapshot file: the whole file, or the one byte range "bytes=FIRST-[LAST]" the copiers ask
 // for. The bytes go from the file to the socket with sendfile (a seek and a limited copy of the *os.File), which
-// http.ServeContent's ranged path would copy through user space. Anything else goes to http.ServeContent.
-func serveRange(w http.ResponseWriter, r *http.Request, f *os.File, size int64) {
+// http.ServeContent's ranged path would copy through user space. Anything else goes to http.ServeContent. It returns the
+// bytes sent (for a request http.ServeContent answers, the file's size at most).
+func serveRange(w http.ResponseWriter, r *http.Request, f *os.File, size int64) int64 {
 	first, last, ok := parseRange(r.Header.Get("Range"), size)
 	if !ok {
 		http.ServeContent(w, r, "", time.Time{}, f)
-		return
+		return size
 	}
 	if _, err := f.Seek(first, io.SeekStart); err != nil {
 		writeError(w, err)
-		return
+		return 0
 	}
 	n := last - first + 1
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
@@ -123,7 +124,8 @@ func serveRange(w http.ResponseWriter, r *http.Request, f *os.File, size int64) 
 		status = http.StatusPartialContent
 	}
 	w.WriteHeader(status)
-	_, _ = io.CopyN(w, f, n)
+	sent, _ := io.CopyN(w, f, n)
+	return sent
 }
 
 // parseRange understands no Range header (the whole file) and a single "bytes=FIRST-" or "bytes=FIRST-LAST" within the

@@ -19,6 +19,7 @@ type metrics struct {
 	journalSyncDur prometheus.Histogram
 	connections    prometheus.Gauge
 	badFrames      prometheus.Counter
+	snapshotBytes  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -54,8 +55,11 @@ func newMetrics() *metrics {
 		badFrames: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mirrorkit_bad_frames_total", Help: "Connections closed for a malformed or oversized frame.",
 		}),
+		snapshotBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mirrorkit_snapshot_bytes_served_total", Help: "Bytes of database snapshot files served to other members and tools (copies, downloads, backups).",
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.commits, m.commitLatency, m.groupCommit, m.journalBytes, m.journalSyncs,
+	m.registry.MustRegister(m.snapshotBytes, m.requests, m.commits, m.commitLatency, m.groupCommit, m.journalBytes, m.journalSyncs,
 		m.journalSyncDur, m.connections, m.badFrames,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
