@@ -192,6 +192,48 @@ for m in "$B" "$C"; do
 done
 echo "(LEDGER is identical on A, B and C, and dejournaling on B and C)"
 
+# ---------------------------------------------------------------------------------------------------------------------------
+# Part three: an old shadowing setup becomes a mirror online. X is the source; Y and Z apply its local journal through
+# shadows. While a client keeps writing to X, `migrate convert-shadow` makes X the primary, Y the backup and Z a DR async:
+# the shadow copies join the mirror in place, with no database copied.
+X="127.0.0.21:$MPORT"; Y="127.0.0.22:$MPORT"; Z="127.0.0.23:$MPORT"
+step "a shadow source X on $X with two shadow destinations, Y on $Y and Z on $Z"
+start_mirror_member X 127.0.0.21
+start_mirror_member Y 127.0.0.22
+start_mirror_member Z 127.0.0.23
+run "$member" db create ORDERS --member "$X"
+run "$member" db create STOCK --member "$X"
+for n in Y Z; do
+  addr=$Y; [ "$n" = Z ] && addr=$Z
+  run "$member" shadow create FROMX --member "$addr" --source "$X" --start now --map ORDERS=ORDERS,STOCK=STOCK
+  run "$member" shadow start FROMX --member "$addr"
+done
+for i in $(seq 1 50); do
+  "$member" kv set --member "$X" --db ORDERS "^Order($i)" "order $i" >/dev/null
+  "$member" kv set --member "$X" --db STOCK "^Item($i)" "$i" >/dev/null
+done
+run "$member" shadow status --member "$Y"
+
+step "convert the shadows into mirror SHOPX while a client keeps writing to X: look at the plan, then run it"
+( i=1000; while :; do "$member" kv set --member "$X" --db ORDERS "^Order($i)" "order $i" >/dev/null 2>&1 || true; i=$((i + 1)); done ) &
+writer=$!
+pids+=("$writer")
+run "$migrate" convert-shadow --source "$X" --shadow "$Y,$Z" --as backup,dr --mirror SHOPX --state-dir "$work/plans" --dry-run
+run "$migrate" convert-shadow --source "$X" --shadow "$Y,$Z" --as backup,dr --mirror SHOPX --state-dir "$work/plans" --yes
+kill "$writer"; wait "$writer" 2>/dev/null || true
+run "$member" status --member "$X" --dbs
+for db in ORDERS STOCK; do
+  h1=$("$member" db hash "$db" --member "$X" | cut -d' ' -f1)
+  for m in "$Y" "$Z"; do
+    for _ in $(seq 1 100); do
+      [ "$("$member" db hash "$db" --member "$m" | cut -d' ' -f1)" = "$h1" ] && break
+      sleep 0.1
+    done
+    [ "$("$member" db hash "$db" --member "$m" | cut -d' ' -f1)" = "$h1" ] || { echo "copy of $db on $m differs"; exit 1; }
+  done
+done
+echo "(ORDERS and STOCK are identical on X, Y and Z: the shadow copies joined the mirror in place, no database was copied)"
+
 step "shut the mirror down"
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for p in "${pids[@]}"; do wait "$p" || true; done
