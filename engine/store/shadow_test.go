@@ -462,8 +462,17 @@ func TestShadowUnshadowLeavesLocalDatabase(t *testing.T) {
 	if err := f.s.UnshadowDatabase("COPY", "OTHER"); err == nil {
 		t.Fatal("another shadow released the copy")
 	}
+	// Another database's commit is in flight: appended to the local journal, not yet durable.
+	if _, err := f.local.Append([]journal.Record{setRec(t, "ELSEWHERE", "^E", "e")}); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.s.UnshadowDatabase("COPY", "SH"); err != nil {
 		t.Fatal(err)
+	}
+	// The copy's new applied position is persisted with its data: the journal must hold it durably, or a crash now would
+	// leave the database ahead of the journal it is recovered from.
+	if durable := f.local.DurableEnd(); durable.Less(d.Applied()) {
+		t.Fatalf("applied %s persisted while the local journal is durable only up to %s", d.Applied(), durable)
 	}
 	info, err := f.s.Get("COPY")
 	if err != nil || info.Mirror != "" {
