@@ -320,7 +320,8 @@ func (a *applier) commit(end journal.Position, at time.Time) error {
 			continue // not mounted here, or no longer shadowed: the status shows it
 		}
 		if err := d.ApplyShadow(a.sh.cfg.Name, share, end); err != nil {
-			if errors.Is(err, store.ErrNotShadowed) {
+			if errors.Is(err, store.ErrNotShadowed) || errors.Is(err, wire.ErrDatabaseDismounted) {
+				// Joined a mirror, dismounted or deleted meanwhile: the status shows it; the other copies go on.
 				delete(a.dbs, a.dests[db])
 				continue
 			}
