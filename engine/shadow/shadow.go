@@ -271,13 +271,21 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Status, error)
 	sh := &Shadow{mgr: m, cfg: Config{Name: req.Name, Source: req.Source, Start: start, Map: mapping, Want: wantStop, Created: m.opts.Now().UTC()},
 		log: m.log.With().Str("shadow", req.Name).Logger()}
 	m.opts.Store.AttachMirror(store.ShadowJournal(req.Name), sh.attachment())
+	// A failure half way gives the copies attached so far back to the local journal.
+	undo := func() {
+		for _, d := range m.opts.Store.ShadowedDatabases(req.Name) {
+			_ = m.opts.Store.UnshadowDatabase(d.Name(), req.Name)
+		}
+	}
 	for _, mp := range mapping {
 		if _, err := m.opts.Store.Get(mp.Dest); errors.Is(err, wire.ErrNoSuchDatabase) {
 			if _, err := m.opts.Store.Create(mp.Dest); err != nil {
+				undo()
 				return Status{}, fmt.Errorf("shadow %s: create database %s: %w", req.Name, mp.Dest, err)
 			}
 		}
 		if err := m.opts.Store.ShadowDatabase(mp.Dest, req.Name, start, sh.attachment()); err != nil {
+			undo()
 			return Status{}, fmt.Errorf("shadow %s: %w", req.Name, err)
 		}
 	}
@@ -286,6 +294,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Status, error)
 	m.shadows[req.Name] = sh
 	if err := m.saveLocked(); err != nil {
 		delete(m.shadows, req.Name)
+		undo()
 		return Status{}, err
 	}
 	sh.log.Info().Str("source", req.Source).Str("start", start.String()).Msg("shadow created")
