@@ -41,6 +41,10 @@ func (m *Manager) AddExistingDatabase(name, mirror string) (store.Info, error) {
 	if slices.Contains(mir.Config().Databases, canon) && mir.Config().Added[canon].IsZero() {
 		return store.Info{}, fmt.Errorf("database %s is already in mirror %s (created in it): %w", canon, mir.name, wire.ErrExists)
 	}
+	if info, err := m.store.Get(canon); err == nil && info.Mirror == mir.name && !mir.Config().Added[canon].IsZero() {
+		// Added before: its add position stays the one recorded (copies, backups and shadow markers refer to it).
+		return info, nil
+	}
 	info, err := m.store.AttachToMirror(canon, mir.name, func(pos journal.Position) error {
 		return mir.recordDatabase(canon, pos, true)
 	}, func(h store.LogicalHash, err error) {
