@@ -48,6 +48,19 @@ func (d *Database) Exec(ctx context.Context, ops []wire.Op, maxValue int) ([]wir
 	if d.closed {
 		return nil, journal.Position{}, fmt.Errorf("database %s: %w", d.name, wire.ErrDatabaseDismounted)
 	}
+	for {
+		results, end, err := d.exec(ctx, ops, writes)
+		if !errors.Is(err, errJournalChanged) {
+			return results, end, err
+		}
+	}
+}
+
+// errJournalChanged means the database moved to another journal (added to a mirror, shadowed, joined) while a writer waited
+// for it: the writer starts again with the new journal.
+var errJournalChanged = errors.New("the database changed journals")
+
+func (d *Database) exec(ctx context.Context, ops []wire.Op, writes bool) ([]wire.Result, journal.Position, error) {
 	a := d.attach.Load()
 	if a == nil {
 		if writes {
@@ -84,7 +97,7 @@ func (d *Database) Exec(ctx context.Context, ops []wire.Op, maxValue int) ([]wir
 		}
 		defer done()
 	}
-	results, end, err := d.commit(ops, jrn, local)
+	results, end, err := d.commit(ops, a, jrn, local)
 	if err != nil {
 		return nil, journal.Position{}, err
 	}
@@ -108,9 +121,12 @@ func (d *Database) waitReadable(ctx context.Context, jrn Journal) error {
 }
 
 // commit evaluates a write transaction, journals it and applies it, under the writer lock.
-func (d *Database) commit(ops []wire.Op, jrn Journal, local bool) ([]wire.Result, journal.Position, error) {
+func (d *Database) commit(ops []wire.Op, a *Attachment, jrn Journal, local bool) ([]wire.Result, journal.Position, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.attach.Load() != a {
+		return nil, journal.Position{}, errJournalChanged
+	}
 	b := d.pdb.NewIndexedBatch()
 	defer b.Close()
 	tx := txn{b: b, db: d.name}
