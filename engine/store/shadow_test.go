@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
@@ -35,12 +37,12 @@ func srcPos(offset uint64) journal.Position {
 	return journal.Position{Epoch: 1, Segment: 3, Offset: offset}
 }
 
-func setRec(t *testing.T, db, ref, v string) journal.Record {
+func setRec(t testing.TB, db, ref, v string) journal.Record {
 	t.Helper()
 	return journal.Record{Type: journal.RecordSet, DB: db, Key: key(t, ref), Value: []byte(v), HasValue: true, TxnEnd: true}
 }
 
-func markerRec(t *testing.T, db, keyName string, m ToMirror) journal.Record {
+func markerRec(t testing.TB, db, keyName string, m ToMirror) journal.Record {
 	t.Helper()
 	v, err := json.Marshal(m)
 	if err != nil {
@@ -57,7 +59,7 @@ type shadowFixture struct {
 	shadowAtt Attachment
 }
 
-func newShadowFixture(t *testing.T) *shadowFixture {
+func newShadowFixture(t testing.TB) *shadowFixture {
 	t.Helper()
 	f := &shadowFixture{dir: t.TempDir()}
 	var err error
@@ -76,7 +78,7 @@ func newShadowFixture(t *testing.T) *shadowFixture {
 }
 
 // open (re)opens the store the way a member does: the mirror and the shadow are attached.
-func (f *shadowFixture) open(t *testing.T) {
+func (f *shadowFixture) open(t testing.TB) {
 	t.Helper()
 	s, err := Open(Options{Dir: f.dir, Journal: f.local, Logger: zerologFor(t),
 		Mirrors: map[string]Attachment{"MIR": {Journal: f.mj}, ShadowJournal("SH"): f.shadowAtt}})
@@ -88,7 +90,7 @@ func (f *shadowFixture) open(t *testing.T) {
 }
 
 // shadowed creates db with the given baseline data and attaches it to shadow SH at start.
-func (f *shadowFixture) shadowed(t *testing.T, db string, start journal.Position, baseline map[string]string) *Database {
+func (f *shadowFixture) shadowed(t testing.TB, db string, start journal.Position, baseline map[string]string) *Database {
 	t.Helper()
 	if _, err := f.s.Create(db); err != nil {
 		t.Fatal(err)
@@ -106,7 +108,7 @@ func (f *shadowFixture) shadowed(t *testing.T, db string, start journal.Position
 	return d
 }
 
-func wantValue(t *testing.T, s *Store, db, ref, want string) {
+func wantValue(t testing.TB, s *Store, db, ref, want string) {
 	t.Helper()
 	v, ok := getv(t, s, db, ref)
 	if want == "" && ok {
@@ -670,9 +672,94 @@ func TestShadowConcurrentUse(t *testing.T) {
 	wantValue(t, f.s, "APP", "^L(99)", "l")
 }
 
-func zerologFor(t *testing.T) zerolog.Logger { return zerolog.New(zerolog.NewTestWriter(t)) }
+func zerologFor(t testing.TB) zerolog.Logger { return zerolog.New(zerolog.NewTestWriter(t)) }
 
-func wireKill(t *testing.T, ref string) wire.Op {
+func wireKill(t testing.TB, ref string) wire.Op {
 	t.Helper()
 	return wire.Op{Kind: wire.OpKill, Key: key(t, ref)}
+}
+
+// A database added to a mirror while clients write to it: the to-mirror marker is the last record of the database in the
+// local journal, every write after the move is in the mirror journal, and the database's applied position is a mirror
+// journal position. (A writer that picked the local journal before the move and committed after it would put a record of
+// a mirrored database in the local journal: the backup would never get it and a shadow copy would never join.)
+func TestShadowAttachToMirrorUnderWrites(t *testing.T) {
+	f := newShadowFixture(t)
+	if _, err := f.s.Create("APP"); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	written := 0
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, _, err := f.s.Exec(context.Background(), "APP", []wire.Op{{Kind: wire.OpSet, Key: key(t, fmt.Sprintf("^W(%d,%d)", w, i)), Value: []byte("v")}}); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				written++
+				mu.Unlock()
+			}
+		}()
+	}
+	waitWritten := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; runtime.Gosched() {
+			mu.Lock()
+			done := written >= n
+			mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				close(stop)
+				wg.Wait()
+				t.Fatalf("the writers wrote %d transactions, want %d", written, n)
+			}
+		}
+	}
+	waitWritten(100)
+	var added journal.Position
+	if _, err := f.s.AttachToMirror("APP", "MIR", func(p journal.Position) error { added = p; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	at := written
+	mu.Unlock()
+	waitWritten(at + 100)
+	close(stop)
+	wg.Wait()
+
+	seenMarker := false
+	if err := journal.Dump(vfs.Default, filepath.Join(f.dir, "journal"), journal.Position{}, func(r journal.Record) error {
+		switch {
+		case r.Type == journal.RecordMarker && string(r.Key) == MarkerToMirror:
+			seenMarker = true
+		case seenMarker && r.DB == "APP":
+			return fmt.Errorf("record of APP at %s after its to-mirror marker in the local journal", r.Pos)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !seenMarker {
+		t.Fatal("no to-mirror marker in the local journal")
+	}
+	info, err := f.s.Get("APP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mirror != "MIR" || info.Applied.Less(added) || f.mj.DurableEnd().Less(info.Applied) {
+		t.Fatalf("APP after the move: %+v; the mirror journal runs from %s to %s", info, added, f.mj.DurableEnd())
+	}
 }
