@@ -301,6 +301,26 @@ func TestShadowFollowsSourceThroughSuspendStopAndCrashes(t *testing.T) {
 		v, ok, err := dc.Get(context.Background(), "INV", "^Later")
 		return err == nil && ok && string(v) == "x", err
 	})
+
+	// A copy dismounted while the shadow runs misses the source's writes meanwhile; mounted again, it gets them.
+	mustNode(t, D, "db", "dismount", "APP")
+	for i := range 20 {
+		if err := sc.Set(context.Background(), "APP", fmt.Sprintf("^WhileDismounted(%d)", i), []byte("y")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sc.Set(context.Background(), "INV", "^AfterDismount", []byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor(t, "the shadow goes on with the other copy", 30*time.Second, func() (bool, error) {
+		v, ok, err := dc.Get(context.Background(), "INV", "^AfterDismount")
+		return err == nil && ok && string(v) == "z", err
+	})
+	mustNode(t, D, "db", "mount", "APP")
+	if err := sc.Set(context.Background(), "INV", "^AfterMount", []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	waitSameContent(t, c, S, "APP", D, "APP")
 }
 
 // What the operator gets wrong is refused with a message naming it; a shadow that needs purged journal stops in Error and

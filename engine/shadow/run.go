@@ -133,23 +133,25 @@ func (sh *Shadow) loop(ctx context.Context) {
 }
 
 // checkpoint is where processing resumes: the lowest applied position of the copies still shadowed (the start position when
-// there is none left).
-func (sh *Shadow) checkpoint() journal.Position {
+// there is none left), and those copies.
+func (sh *Shadow) checkpoint() (journal.Position, map[string]*store.Database) {
 	var low journal.Position
+	dbs := map[string]*store.Database{}
 	for i, d := range sh.mgr.opts.Store.ShadowedDatabases(sh.cfg.Name) {
+		dbs[d.Name()] = d
 		if a := d.ShadowInfo().Applied; i == 0 || a.Less(low) {
 			low = a
 		}
 	}
 	if low.IsZero() {
-		return sh.cfg.Start
+		return sh.cfg.Start, dbs
 	}
-	return low
+	return low, dbs
 }
 
 // session streams from the source until the connection breaks or ctx ends.
 func (sh *Shadow) session(ctx context.Context) (progressed bool, err error) {
-	from := sh.checkpoint()
+	from, dbs := sh.checkpoint()
 	c, accept, err := dialSource(ctx, sh.cfg.Source, sh.mgr.opts.TLS, sh.mgr.opts.Self, sh.cfg.Name, from)
 	if err != nil {
 		return false, err
@@ -166,7 +168,7 @@ func (sh *Shadow) session(ctx context.Context) (progressed bool, err error) {
 	for _, mp := range sh.cfg.Map {
 		dests[mp.Source] = mp.Dest
 	}
-	a := &applier{sh: sh, dests: dests, dbs: map[string]*store.Database{}}
+	a := &applier{sh: sh, dests: dests, dbs: dbs}
 	acks := make(chan journal.Position, 1)
 	ackDone := make(chan struct{})
 	go func() {
@@ -316,6 +318,9 @@ func (a *applier) commit(end journal.Position, at time.Time) error {
 		share := slices.DeleteFunc(slices.Clone(txn), func(r journal.Record) bool { return r.DB != db })
 		txn = slices.DeleteFunc(txn, func(r journal.Record) bool { return r.DB == db })
 		d, err := a.database(a.dests[db])
+		if errors.Is(err, errRemounted) {
+			return err
+		}
 		if err != nil {
 			continue // not mounted here, or no longer shadowed: the status shows it
 		}
@@ -345,9 +350,13 @@ func (a *applier) database(name string) (*store.Database, error) {
 	if d.Mirror() != store.ShadowJournal(a.sh.cfg.Name) {
 		return nil, store.ErrNotShadowed
 	}
-	a.dbs[name] = d
-	return d, nil
+	// A copy mounted since this session began (remounted after a dismount) was not part of its checkpoint: it may need
+	// records from before where the session started, so the session starts over from the new checkpoint.
+	return nil, fmt.Errorf("shadow %s: copy %s: %w", a.sh.cfg.Name, name, errRemounted)
 }
+
+// errRemounted ends a session that met a copy mounted since it began.
+var errRemounted = errors.New("mounted while the shadow ran: starting again from its checkpoint")
 
 // advance moves every copy to pos (no transaction is half-read).
 func (a *applier) advance(pos journal.Position) error {
@@ -355,6 +364,11 @@ func (a *applier) advance(pos journal.Position) error {
 		a.done = pos
 	}
 	for _, d := range a.sh.mgr.opts.Store.ShadowedDatabases(a.sh.cfg.Name) {
+		if a.dbs[d.Name()] != d {
+			// Mounted since the session began: it may have missed records, which only a new session from its checkpoint
+			// brings; moving it here would skip them.
+			return fmt.Errorf("shadow %s: copy %s: %w", a.sh.cfg.Name, d.Name(), errRemounted)
+		}
 		if err := d.AdvanceShadow(a.sh.cfg.Name, a.done); err != nil {
 			return err
 		}

@@ -183,6 +183,17 @@ func (m *Manager) Start() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	// Copies attached to a shadow that is not configured (a crash while one was created) go back to the local journal.
+	for _, info := range m.opts.Store.List() {
+		if name, ok := store.ShadowOf(info.Mirror); ok && m.shadows[name] == nil && info.Mounted {
+			m.opts.Store.AttachMirror(info.Mirror, store.Attachment{Journal: m.opts.Local})
+			if err := m.opts.Store.UnshadowDatabase(info.Name, name); err != nil {
+				m.log.Error().Err(err).Str("db", info.Name).Str("shadow", name).Msg("copy of a shadow that does not exist")
+				continue
+			}
+			m.log.Warn().Str("db", info.Name).Str("shadow", name).Msg("copy of a shadow that does not exist is a local database again")
+		}
+	}
 	for _, sh := range m.shadows {
 		m.opts.Store.AttachMirror(store.ShadowJournal(sh.cfg.Name), sh.attachment())
 		if sh.cfg.Want == wantRun {
