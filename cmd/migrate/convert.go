@@ -45,13 +45,13 @@ func (c *convertCmd) Run() error {
 	shadows := splitList(c.Shadow)
 	roles := splitList(c.As)
 	if len(roles) != len(shadows) {
-		return usage(fmt.Sprintf("give one --as role per --shadow destination (%d destinations, %d roles)", len(shadows), len(roles)))
+		return usage("give one --as role per --shadow destination (%d destinations, %d roles)", len(shadows), len(roles))
 	}
 	names := map[string]string{}
 	for _, n := range splitList(c.Names) {
 		src, dst, ok := strings.Cut(n, "=")
 		if !ok || src == "" || dst == "" {
-			return usage(fmt.Sprintf("--names %q: want SRC=MIRRORDB", n))
+			return usage("--names %q: want SRC=MIRRORDB", n)
 		}
 		names[strings.TrimSpace(src)] = strings.TrimSpace(dst)
 	}
