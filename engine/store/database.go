@@ -84,8 +84,9 @@ type Database struct {
 	log         zerolog.Logger
 
 	// life is held shared by every operation and exclusively by dismount, delete and close.
-	life   sync.RWMutex
-	closed bool
+	life    sync.RWMutex
+	closed  bool
+	closing atomic.Bool // set before closing waits for the operations in flight, so long ones can give up
 
 	// mu serialises write transactions: evaluation (before-images, CAS), journal append and batch apply happen in journal order.
 	mu      sync.Mutex
@@ -95,6 +96,7 @@ type Database struct {
 	local   journal.Position             // local writes to a mirrored database applied up to here (zero: none yet); guarded by mu
 	// shadowMarker is, on a shadowed copy, the source's move of the database into a mirror once applied; guarded by mu.
 	shadowMarker *ToMirror
+	markerHash   *markerHash // the copy's logical hash at shadowMarker, once taken; guarded by mu
 	// recordedMirror is the mirror the directory itself says it belongs to (nil: written before that was recorded).
 	recordedMirror *string
 }
@@ -297,6 +299,7 @@ func (d *Database) flush() (journal.Position, error) {
 
 // flushAndClose persists everything applied so far (the journal is synced first by the flush hook) and closes Pebble.
 func (d *Database) flushAndClose() error {
+	d.closing.Store(true)
 	d.life.Lock()
 	defer d.life.Unlock()
 	if d.closed {

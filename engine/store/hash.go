@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -34,7 +35,13 @@ func (s *Store) Hash(name string) (LogicalHash, error) {
 }
 
 // logicalHash digests every global node readable through r; it is the one definition of the logical hash.
-func logicalHash(name string, r reader) (LogicalHash, error) {
+func logicalHash(name string, r reader) (LogicalHash, error) { return logicalHashUnless(name, r, nil) }
+
+// errHashAbandoned is returned by logicalHashUnless when stop said to give up.
+var errHashAbandoned = errors.New("logical hash abandoned")
+
+// logicalHashUnless is logicalHash that gives up when stop (checked every few thousand nodes) returns true.
+func logicalHashUnless(name string, r reader, stop func() bool) (LogicalHash, error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{dataPrefix}, UpperBound: []byte{dataPrefix + 1}})
 	if err != nil {
 		return LogicalHash{}, err
@@ -53,6 +60,9 @@ func logicalHash(name string, r reader) (LogicalHash, error) {
 		h.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(v)))])
 		h.Write(v)
 		n++
+		if stop != nil && n%4096 == 0 && stop() {
+			return LogicalHash{}, errHashAbandoned
+		}
 	}
 	if err := it.Error(); err != nil {
 		return LogicalHash{}, err

@@ -102,7 +102,7 @@ func (s *Store) JoinMirrorAt(name, shadow, mirror string, pos journal.Position, 
 	if err != nil {
 		return LogicalHash{}, err
 	}
-	h, err := s.Hash(name)
+	h, err := s.hashForJoin(d)
 	if err != nil {
 		return LogicalHash{}, err
 	}
@@ -275,8 +275,65 @@ func (d *Database) ApplyShadow(shadow string, recs []journal.Record, end journal
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("database %s: apply at %s: %w", d.name, end, err)
 	}
+	fresh := marker != nil && marker != d.shadowMarker
 	d.applied, d.shadowMarker = end, marker
+	if fresh {
+		// The copy no longer changes unless something writes to it: hash it now, in the background, so that joining the
+		// mirror in place does not have to.
+		go d.hashAtMarker(marker)
+	}
 	return nil
+}
+
+// markerHash is a shadowed copy's logical hash taken once it had applied marker.
+type markerHash struct {
+	marker *ToMirror
+	hash   LogicalHash
+}
+
+// hashAtMarker computes the copy's logical hash while it still stands at marker and nothing else wrote to it, and keeps it
+// for JoinMirrorAt; a copy that changed meanwhile (a later record, a local write) keeps nothing.
+func (d *Database) hashAtMarker(marker *ToMirror) {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return
+	}
+	same := func() bool { return d.shadowMarker == marker && d.local.IsZero() }
+	d.mu.Lock()
+	if !same() {
+		d.mu.Unlock()
+		return
+	}
+	snap := d.pdb.NewSnapshot()
+	d.mu.Unlock()
+	// A database being closed does not wait for a hash it can take again later.
+	h, err := logicalHashUnless(d.name, snap, d.closing.Load)
+	snap.Close()
+	if err != nil {
+		if !errors.Is(err, errHashAbandoned) {
+			d.log.Warn().Err(err).Msg("logical hash at the to-mirror marker")
+		}
+		return
+	}
+	d.mu.Lock()
+	if same() {
+		d.markerHash = &markerHash{marker: marker, hash: h}
+	}
+	d.mu.Unlock()
+}
+
+// hashForJoin is the copy's logical hash as it stands at its marker: the one taken in the background when it is still
+// valid, else computed now.
+func (s *Store) hashForJoin(d *Database) (LogicalHash, error) {
+	d.mu.Lock()
+	mh := d.markerHash
+	valid := mh != nil && mh.marker == d.shadowMarker && d.local.IsZero()
+	d.mu.Unlock()
+	if valid {
+		return mh.hash, nil
+	}
+	return s.Hash(d.name)
 }
 
 // AdvanceShadow records that a shadowed copy has applied the source's journal up to pos (nothing of it lay in between).

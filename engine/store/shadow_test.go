@@ -763,3 +763,50 @@ func TestShadowAttachToMirrorUnderWrites(t *testing.T) {
 		t.Fatalf("APP after the move: %+v; the mirror journal runs from %s to %s", info, added, f.mj.DurableEnd())
 	}
 }
+
+// A copy that applies a to-mirror marker is hashed in the background; the join uses that hash while the copy is unchanged,
+// and a local write after the marker makes the join refuse the copy, not trust the old hash.
+func TestShadowHashTakenAtMarker(t *testing.T) {
+	f := newShadowFixture(t)
+	to := ToMirror{Mirror: "MIR", Pos: journal.Position{Epoch: 1, Segment: 1, Offset: 777}}
+	app := f.shadowed(t, "APP", srcPos(100), map[string]string{"^Base": "b"})
+	late := f.shadowed(t, "LATE", srcPos(100), nil)
+	for _, d := range []*Database{app, late} {
+		if err := d.ApplyShadow("SH", []journal.Record{setRec(t, d.Name(), "^S", "x"), markerRec(t, d.Name(), MarkerToMirror, to)}, srcPos(200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	taken := func(d *Database) *markerHash {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.markerHash
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for taken(app) == nil || taken(late) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no background hash was taken at the marker")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	want, err := f.s.Hash("APP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := taken(app).hash; got != want {
+		t.Fatalf("background hash %+v, the copy's %+v", got, want)
+	}
+	// A wrong expectation is refused with the background hash as the copy's.
+	bad := want
+	bad.SHA256 = strings.Repeat("0", 64)
+	if _, err := f.s.JoinMirrorAt("APP", "SH", "MIR", to.Pos, &bad); err == nil || !strings.Contains(err.Error(), "differs") {
+		t.Fatalf("join against another hash: %v", err)
+	}
+	if h, err := f.s.JoinMirrorAt("APP", "SH", "MIR", to.Pos, &want); err != nil || h != want {
+		t.Fatalf("join: %+v %v", h, err)
+	}
+	// LATE is written locally after its hash was taken: the old hash is not used, the copy is refused as modified.
+	set(t, f.s, "LATE", "^After", "local")
+	if _, err := f.s.JoinMirrorAt("LATE", "SH", "MIR", to.Pos, nil); err == nil || !strings.Contains(err.Error(), "written on this member") {
+		t.Fatalf("join of a copy written after its hash was taken: %v", err)
+	}
+}
