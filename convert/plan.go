@@ -223,7 +223,7 @@ func Build(ctx context.Context, env *Env) (*plans.Plan, error) {
 		}
 		id, ok := backedUp[db]
 		if !ok {
-			id = adddb.NewBackupID(time.Now()) + "-" + strings.ToLower(db)
+			id = adddb.NewBackupID(time.Now()) // random suffix: one per database
 			backedUp[db] = id
 			p.Add(plans.Step{Kind: adddb.KindBackup, Member: src.Name, Args: args("db", db, "backup", id),
 				Title:    fmt.Sprintf("back up %s from %s to %s (backup %s)", db, src.Name, o.Stage, id),

@@ -418,4 +418,24 @@ func TestConvertShadowBadInput(t *testing.T) {
 	if st, err := shadowStatus(B); err != nil || st.State != shadow.Processing {
 		t.Fatalf("after refused conversions shadow SH on B is %q (%v)", st.State, err)
 	}
+
+	// The staged path: with --force-copy --stage, B's copy is replaced by a backup of A's restored onto it.
+	stage := t.TempDir()
+	out := mustMigrate(t, nil, "convert-shadow", "--source", A.Addr, "--shadow", B.Addr, "--as", "backup", "--mirror", "MIR", "--qos", "2s",
+		"--state-dir", state, "--wait", "40s", "--force-copy", "--stage", stage, "--yes")
+	for _, want := range []string{"back up ONE from A to " + stage, "restore backup", "copy forced with --force-copy"} {
+		if !strings.Contains(out.stdout+out.stderr, want) {
+			t.Fatalf("staged conversion output lacks %q:\n%s", want, out)
+		}
+	}
+	c.WaitFor(t, "B's restored copy of ONE is Dejournaling with A's content", 60*time.Second, func() (bool, error) {
+		if s := dbStatus(t, B, "ONE"); s != "Dejournaling" {
+			return false, fmt.Errorf("ONE on B is %q", s)
+		}
+		a, b := mustNode(t, A, "db", "hash", "ONE"), mustNode(t, B, "db", "hash", "ONE")
+		return a == b, fmt.Errorf("hashes %q and %q", a, b)
+	})
+	if list := mustMigrate(t, nil, "list", "--stage", stage); !strings.Contains(list.stdout, "ONE") {
+		t.Fatalf("the stage holds no backup of ONE:\n%s", list.stdout)
+	}
 }
