@@ -1,13 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/mirrorkit/mirrorkit/bench/internal/jsonl"
 )
 
 // Kinds of result lines, one JSON object a line, in the file scripts/bench-backup.sh collects.
@@ -35,26 +36,12 @@ type Results struct {
 // ErrBadResults marks a result file that cannot be reported on.
 var ErrBadResults = errors.New("bad results")
 
-// maxLine bounds one result line; real ones are a few hundred bytes.
-const maxLine = 1 << 20
-
 // ReadResults parses the result lines strictly: unknown kinds or fields, a measurement or system the report does not
 // know, and impossible figures are errors, so a broken run cannot turn into a plausible report.
 func ReadResults(r io.Reader) (*Results, error) {
 	var res Results
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxLine)
-	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		if err := res.add(line); err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read results: %w", err)
+	if err := jsonl.Each(r, res.add); err != nil {
+		return nil, err
 	}
 	if res.Load.Kind == "" {
 		return nil, fmt.Errorf("no %q line: %w", kindLoad, ErrBadResults)

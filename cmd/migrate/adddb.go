@@ -62,16 +62,5 @@ func (c *addDBCmd) Run() error {
 			}
 			return ""
 		}}
-	if c.Undo {
-		return job.undo(ctx)
-	}
-	p, st, err := job.run(ctx)
-	if err != nil || st == nil {
-		return err
-	}
-	if c.JSON {
-		return printDone(map[string]any{"event": "done", "plan": p.ID, "state": st})
-	}
-	fmt.Printf("database %s is in mirror %s with a current copy on every member\n", canon, f.Mirror)
-	return nil
+	return job.do(ctx, c.Undo, fmt.Sprintf("database %s is in mirror %s with a current copy on every member", canon, f.Mirror))
 }

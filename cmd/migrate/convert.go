@@ -89,18 +89,7 @@ func (c *convertCmd) Run() error {
 			}
 			return ""
 		}}
-	if c.Undo {
-		return job.undo(ctx)
-	}
-	p, st, err := job.run(ctx)
-	if err != nil || st == nil {
-		return err
-	}
-	if c.JSON {
-		return printDone(map[string]any{"event": "done", "plan": p.ID, "state": st})
-	}
-	fmt.Printf("the shadows of %s are now mirror %s: %s is its primary, every converted database has a current copy on every member\n", f.Primary, name, f.Primary)
-	return nil
+	return job.do(ctx, c.Undo, fmt.Sprintf("the shadows of %s are now mirror %s: %s is its primary, every converted database has a current copy on every member", f.Primary, name, f.Primary))
 }
 
 // splitList flattens repeated and comma-separated flag values.

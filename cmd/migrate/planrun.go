@@ -54,6 +54,23 @@ func (j *planJob) paths() (planPath, statePath string, err error) {
 	return planPath, planPath + ".state", nil
 }
 
+// do undoes the plan of an earlier run (undo), or runs the plan and prints success, or with --json the final state as the
+// last line (a dry run prints only the plan).
+func (j *planJob) do(ctx context.Context, undo bool, success string) error {
+	if undo {
+		return j.undo(ctx)
+	}
+	p, st, err := j.run(ctx)
+	if err != nil || st == nil {
+		return err
+	}
+	if j.out.JSON {
+		return printDone(map[string]any{"event": "done", "plan": p.ID, "state": st})
+	}
+	fmt.Println(success)
+	return nil
+}
+
 // run shows the plan with the live result of every pre-check, then (unless a dry run) executes it, resuming an unfinished
 // run of the same plan.
 func (j *planJob) run(ctx context.Context) (*plans.Plan, *plans.State, error) {

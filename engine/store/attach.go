@@ -117,23 +117,9 @@ func (d *Database) moveToMirrorLocked(local Journal, mirror string, a *Attachmen
 	if err := added(end); err != nil {
 		return journal.Position{}, err
 	}
-	b := d.pdb.NewBatch()
-	_ = b.Set(metaApplied, end.Encode(), nil)
-	_ = b.Set(metaMirror, []byte(mirror), nil)
-	for p := range Partitions {
-		_ = b.Delete(metaPartition(p), nil)
-	}
-	err = b.Commit(pebble.NoSync)
-	b.Close()
-	if err == nil {
-		err = d.pdb.Flush()
-	}
-	if err != nil {
+	if err := d.rebaseLocked(d.pdb.NewBatch(), mirror, end, a); err != nil {
 		return journal.Position{}, fmt.Errorf("add database %s to mirror %s: %w", d.name, mirror, err)
 	}
-	d.applied, d.parts, d.flushed = end, [Partitions]journal.Position{}, end
-	d.setMirror(mirror)
-	d.attach.Store(a)
 	return end, nil
 }
 

@@ -98,26 +98,11 @@ func (s *Store) Detach(name string) error {
 	}
 	if d, ok := s.dbs[canon]; ok {
 		d.mu.Lock()
-		b := d.pdb.NewBatch()
-		start := s.opts.Journal.AppendedEnd()
-		_ = b.Set(metaApplied, start.Encode(), nil)
-		_ = b.Set(metaMirror, nil, nil)
-		for p := range Partitions {
-			_ = b.Delete(metaPartition(p), nil)
-		}
-		err := b.Commit(pebble.NoSync)
-		b.Close()
-		if err == nil {
-			err = d.pdb.Flush()
-		}
+		err := d.rebaseLocked(d.pdb.NewBatch(), "", s.opts.Journal.AppendedEnd(), &Attachment{Journal: s.opts.Journal})
+		d.mu.Unlock()
 		if err != nil {
-			d.mu.Unlock()
 			return fmt.Errorf("detach database %s: %w", canon, err)
 		}
-		d.applied, d.parts, d.flushed = start, [Partitions]journal.Position{}, start
-		d.setMirror("")
-		d.attach.Store(&Attachment{Journal: s.opts.Journal})
-		d.mu.Unlock()
 	}
 	next := s.cat
 	next.Databases = slices.Clone(s.cat.Databases)

@@ -188,27 +188,37 @@ func (s *Store) changeJournal(name, to, from string, a *Attachment, prepare func
 		d.life.RUnlock()
 		return nil
 	}
-	_ = b.Set(metaApplied, pos.Encode(), nil)
-	_ = b.Set(metaMirror, []byte(to), nil)
-	for p := range Partitions {
-		_ = b.Delete(metaPartition(p), nil)
-	}
-	err = b.Commit(pebble.NoSync)
-	b.Close()
-	if err == nil {
-		err = d.pdb.Flush()
-	}
+	err = d.rebaseLocked(b, to, pos, a)
 	if err != nil {
 		d.mu.Unlock()
 		d.life.RUnlock()
 		return fmt.Errorf("database %s: move to %s: %w", canon, describeJournal(to), err)
 	}
-	d.applied, d.parts, d.flushed = pos, [Partitions]journal.Position{}, pos
-	d.setMirror(to)
-	d.attach.Store(a)
 	d.mu.Unlock()
 	d.life.RUnlock()
 	return s.setCatalogMirror(canon, to)
+}
+
+// rebaseLocked finishes moving the database to journal (a mirror's name, a shadow's journal name, or "" for the local
+// journal): b (closed here) gets pos as the one applied position and the journal's name, is applied and flushed with the
+// data, and only then does the database write through a. d.mu is held.
+func (d *Database) rebaseLocked(b *pebble.Batch, journalName string, pos journal.Position, a *Attachment) error {
+	defer b.Close()
+	_ = b.Set(metaApplied, pos.Encode(), nil)
+	_ = b.Set(metaMirror, []byte(journalName), nil)
+	for p := range Partitions {
+		_ = b.Delete(metaPartition(p), nil)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	if err := d.pdb.Flush(); err != nil {
+		return err
+	}
+	d.applied, d.parts, d.flushed = pos, [Partitions]journal.Position{}, pos
+	d.setMirror(journalName)
+	d.attach.Store(a)
+	return nil
 }
 
 func describeJournal(name string) string {
