@@ -247,7 +247,7 @@ func (env *Env) joinInPlace(ctx context.Context, s *plans.Step, ev plans.Events)
 		}
 		res, err := m.ShadowJoin(ctx, name, db)
 		if err != nil {
-			if strings.Contains(err.Error(), "has not reached") {
+			if strings.Contains(err.Error(), "has not reached") || strings.Contains(err.Error(), "try again shortly") {
 				return err
 			}
 			return permanent(err)

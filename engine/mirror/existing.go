@@ -46,28 +46,42 @@ func (m *Manager) AddExistingDatabase(name, mirror string) (store.Info, error) {
 		return info, nil
 	}
 	info, err := m.store.AttachToMirror(canon, mir.name, func(pos journal.Position) error {
-		return mir.recordDatabase(canon, pos, true)
+		if err := mir.recordDatabase(canon, pos, true); err != nil {
+			return err
+		}
+		return mir.recordAddedHash(canon, store.LogicalHash{Database: canon}) // pending until the hash is taken
 	}, func(h store.LogicalHash, err error) {
 		if err != nil {
 			mir.log.Warn().Err(err).Str("db", canon).Msg("logical hash at the add position")
+			h = store.LogicalHash{Database: canon, SHA256: HashUnavailable}
+		}
+		if err := mir.recordAddedHash(canon, h); err != nil {
+			mir.log.Warn().Err(err).Str("db", canon).Msg("record the logical hash at the add position")
 			return
 		}
-		if err := mir.update(func(st *localState) error {
-			if st.Config.AddedHash == nil {
-				st.Config.AddedHash = map[string]store.LogicalHash{}
-			}
-			st.Config.AddedHash[canon] = h
-			st.Config.Version++
-			return nil
-		}); err != nil {
-			mir.log.Warn().Err(err).Str("db", canon).Msg("record the logical hash at the add position")
-		}
+		mir.broadcastConfig()
 	})
 	if err != nil {
 		return store.Info{}, err
 	}
 	mir.broadcastConfig()
 	return info, nil
+}
+
+// HashUnavailable stands for the SHA-256 of Config.AddedHash when the primary could not take the hash at the add position
+// (it stopped meanwhile): copies then join in place unverified.
+const HashUnavailable = "unavailable"
+
+// recordAddedHash records the logical hash of a database at its add position (an empty SHA256: still being taken).
+func (mir *Mirror) recordAddedHash(db string, h store.LogicalHash) error {
+	return mir.update(func(st *localState) error {
+		if st.Config.AddedHash == nil {
+			st.Config.AddedHash = map[string]store.LogicalHash{}
+		}
+		st.Config.AddedHash[db] = h
+		st.Config.Version++
+		return nil
+	})
 }
 
 // ErrNeedsCopy is returned when a database is created on a backup or async although it joined the mirror with existing
@@ -417,7 +431,11 @@ func (m *Manager) JoinInPlace(db, mirror string, join func(pos journal.Position,
 			canon, mir.name, pos, first, wire.ErrBadRequest)
 	}
 	var expect *store.LogicalHash
-	if h, ok := mir.Config().AddedHash[canon]; ok {
+	switch h, ok := mir.Config().AddedHash[canon]; {
+	case ok && h.SHA256 == "":
+		return JoinResult{}, fmt.Errorf("the primary %s is still taking the logical hash of %s at its add position, which the copy is checked against; try again shortly: %w",
+			mir.Config().Primary, canon, ErrHashPending)
+	case ok && h.SHA256 != HashUnavailable:
 		expect = &h
 	}
 	res, err := join(pos, expect)
@@ -431,6 +449,9 @@ func (m *Manager) JoinInPlace(db, mirror string, join func(pos journal.Position,
 	return res, err
 }
 
+// ErrHashPending is returned by JoinInPlace while the primary is still hashing the database at its add position.
+var ErrHashPending = errors.New("hash pending")
+
 // JoinResult is what JoinInPlace did: the copy, its logical hash at the join position, and whether the primary's hash at
 // the add position was there to check it against (it always matched: a mismatch refuses the join).
 type JoinResult struct {
@@ -438,4 +459,19 @@ type JoinResult struct {
 	Hash     store.LogicalHash `json:"hash,omitzero"`
 	Verified bool              `json:"verified"`
 	Already  bool              `json:"already,omitempty"` // it had joined before: nothing was done
+}
+
+// forgetPendingHashes marks the hashes at add positions that a primary was taking when it stopped as unavailable: nothing
+// will finish them.
+func (mir *Mirror) forgetPendingHashes() {
+	if mir.roleFromConfig() != RolePrimary {
+		return
+	}
+	for db, h := range mir.Config().AddedHash {
+		if h.SHA256 == "" {
+			if err := mir.recordAddedHash(db, store.LogicalHash{Database: db, SHA256: HashUnavailable}); err != nil {
+				mir.log.Warn().Err(err).Str("db", db).Msg("forget the hash the primary was taking at the add position")
+			}
+		}
+	}
 }

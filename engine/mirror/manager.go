@@ -136,6 +136,7 @@ func (m *Manager) Start(st *store.Store) {
 		m.expireSnapshots(m.ctx)
 	}()
 	for _, mir := range m.mirrors {
+		mir.forgetPendingHashes()
 		mir.start()
 	}
 	if m.opts.PurgeInterval > 0 {

@@ -29,9 +29,9 @@ const MarkerAdd = "add"
 // data, before the catalog is updated. A database already attached to the mirror is left as it is and added is called with
 // its current applied position, so the whole operation can be repeated after a crash.
 //
-// hashed, when given, receives the logical hash of the database as it was at the add position (computed afterwards from a
-// snapshot taken at that moment, so writers are not held back by it); a copy that joins the mirror at that position in
-// place can be checked against it.
+// hashed, when given, receives the logical hash of the database as it was at the add position, or why there is none: it is
+// computed in the background from a snapshot taken at that moment, so neither writers nor the caller wait for it; a copy
+// that joins the mirror at that position in place can be checked against it.
 func (s *Store) AttachToMirror(name, mirror string, added func(pos journal.Position) error, hashed ...func(LogicalHash, error)) (Info, error) {
 	canon, err := CanonicalDatabaseName(name)
 	if err != nil {
@@ -67,19 +67,23 @@ func (s *Store) AttachToMirror(name, mirror string, added func(pos journal.Posit
 		return Info{}, fmt.Errorf("database %s already belongs to mirror %s; remove it from that mirror first: %w", canon, cur, wire.ErrBadRequest)
 	}
 	pos, err := d.moveToMirrorLocked(s.opts.Journal, mirror, a, added)
-	var snap *pebble.Snapshot
-	if err == nil && len(hashed) > 0 {
-		snap = d.pdb.NewSnapshot()
+	if err != nil || len(hashed) == 0 {
+		d.mu.Unlock()
+		d.life.RUnlock()
+	} else {
+		// The hash is taken from a snapshot of this moment, in the background: the goroutine inherits the hold on the
+		// database's life (so it is not closed under the snapshot) and gives up if the database is being closed.
+		snap := d.pdb.NewSnapshot()
+		d.mu.Unlock()
+		go func() {
+			defer d.life.RUnlock()
+			h, herr := logicalHashUnless(d.name, snap, d.closing.Load)
+			snap.Close()
+			for _, f := range hashed {
+				f(h, herr)
+			}
+		}()
 	}
-	d.mu.Unlock()
-	if snap != nil {
-		h, herr := logicalHash(d.name, snap)
-		snap.Close()
-		for _, f := range hashed {
-			f(h, herr)
-		}
-	}
-	d.life.RUnlock()
 	if err != nil {
 		return Info{}, err
 	}
