@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mirrorkit/mirrorkit/bench/internal/timed"
 )
 
 type measureCmd struct {
@@ -65,30 +65,11 @@ func dropCaches() error {
 	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0)
 }
 
-// measure runs argv with its standard output to stdout and times it. The peak resident set size is the largest of the
-// command and of every descendant it waited for (a shell pipeline's stages), as wait4 reports it; the CPU time is theirs
-// summed. The command runs in a
-// process group of its own so that a timeout or an interrupt kills all of it.
+// measure runs argv, timed (see timed.Run).
 func measure(ctx context.Context, argv []string, stdout io.Writer, timeout time.Duration) (RunResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	start := time.Now()
-	err := cmd.Run()
-	elapsed := time.Since(start)
-	if ctx.Err() != nil && cmd.ProcessState != nil && !cmd.ProcessState.Success() {
-		return RunResult{}, fmt.Errorf("%s: stopped after %v: %w", argv[0], elapsed.Round(time.Second), ctx.Err())
-	}
+	u, err := timed.Run(ctx, argv, stdout, timeout)
 	if err != nil {
-		return RunResult{}, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+		return RunResult{}, err
 	}
-	res := RunResult{Kind: kindRun, Seconds: elapsed.Seconds(), Command: strings.Join(argv, " ")}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.MaxRSSBytes = ru.Maxrss << 10 // Linux counts it in KiB
-		res.CPUSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	}
-	return res, nil
+	return RunResult{Kind: kindRun, Seconds: u.Seconds, Command: u.Command, MaxRSSBytes: u.MaxRSSBytes, CPUSeconds: u.CPUSeconds}, nil
 }

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/client"
+
+	"github.com/mirrorkit/mirrorkit/bench/internal/timed"
 )
 
 type runCmd struct {
@@ -158,28 +158,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// measure runs argv with its standard output to stdout and times it, with its peak resident set size and CPU time as
-// wait4 reports them. The command runs in a process group of its own so that a timeout or an interrupt kills all of it.
+// measure runs argv, timed (see timed.Run).
 func measure(ctx context.Context, argv []string, stdout io.Writer, timeout time.Duration) (RoundResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	start := time.Now()
-	err := cmd.Run()
-	elapsed := time.Since(start)
-	if ctx.Err() != nil && cmd.ProcessState != nil && !cmd.ProcessState.Success() {
-		return RoundResult{}, fmt.Errorf("%s: stopped after %v: %w", argv[0], elapsed.Round(time.Second), ctx.Err())
-	}
+	u, err := timed.Run(ctx, argv, stdout, timeout)
 	if err != nil {
-		return RoundResult{}, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+		return RoundResult{}, err
 	}
-	res := RoundResult{Kind: kindRound, Seconds: elapsed.Seconds(), Command: strings.Join(argv, " ")}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.MaxRSSBytes = ru.Maxrss << 10 // Linux counts it in KiB
-		res.CPUSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	}
-	return res, nil
+	return RoundResult{Kind: kindRound, Seconds: u.Seconds, Command: u.Command, MaxRSSBytes: u.MaxRSSBytes, CPUSeconds: u.CPUSeconds}, nil
 }
