@@ -52,6 +52,9 @@ func StartLoad(tb testing.TB, addrs []string, o LoadOptions) *Load {
 	l := &Load{acked: map[string]map[string]string{}, stop: make(chan struct{}), client: c}
 	for _, db := range o.DBs {
 		l.acked[db] = map[string]string{}
+	}
+	// Every database's map exists before any writer runs: they read l.acked.
+	for _, db := range o.DBs {
 		for w := 0; w < o.Writers; w++ {
 			l.wg.Add(1)
 			go l.write(db, w, o)
