@@ -348,9 +348,11 @@ func runConvertUntil(t *testing.T, step int, phase string, args []string) (bool,
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("migrate %v: no %s of step %d in 2 minutes: %s", args, phase, step, errb.String())
 	}
+	// The output is read once the process and its output copying are done.
+	err = cmd.Wait()
 	r := result{stdout: out.String(), stderr: errb.String()}
 	var ee *exec.ExitError
-	if err := cmd.Wait(); errors.As(err, &ee) {
+	if errors.As(err, &ee) {
 		r.code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
