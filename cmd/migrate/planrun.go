@@ -150,6 +150,10 @@ func (j *planJob) load(ctx context.Context, planPath, statePath string) (*plans.
 			return nil, false, fmt.Errorf("plan file %s: %w (remove it, or use --discard)", planPath, err)
 		}
 		st, err := plans.LoadState(statePath)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && !j.flags.Discard {
+			// Progress that exists but cannot be read is never taken for no progress.
+			return nil, false, fmt.Errorf("the progress of plan %s cannot be read: %w (add --discard to drop the plan and make a new one)", planPath, err)
+		}
 		unfinished := err == nil && !st.Finished
 		switch {
 		case j.flags.Discard && !j.flags.DryRun:
