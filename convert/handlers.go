@@ -53,11 +53,7 @@ func Handlers(env *Env, p *plans.Plan) plans.Handlers {
 				return err
 			},
 			Undo: func(ctx context.Context, s *plans.Step) error {
-				src := env.Fleet.Members[0]
-				if _, in, err := src.InMirror(ctx); err != nil || !in {
-					return err
-				}
-				return src.MirrorAction(ctx, "remove")
+				return actIfInMirror(ctx, env.Fleet.Members[0], "remove")
 			},
 		},
 		KindJoinMirror: {
@@ -98,10 +94,7 @@ func Handlers(env *Env, p *plans.Plan) plans.Handlers {
 				if err != nil {
 					return err
 				}
-				if _, in, err := m.InMirror(ctx); err != nil || !in {
-					return err
-				}
-				return m.MirrorAction(ctx, "leave")
+				return actIfInMirror(ctx, m, "leave")
 			},
 		},
 		KindAdd: {
@@ -216,6 +209,14 @@ func Handlers(env *Env, p *plans.Plan) plans.Handlers {
 func isNoShadow(err error) bool {
 	var ae *adminapi.Error
 	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
+}
+
+// actIfInMirror posts a mirror action (remove, leave) to m when it is in the fleet's mirror; undoing twice is harmless.
+func actIfInMirror(ctx context.Context, m *mirrorctl.Member, action string) error {
+	if _, in, err := m.InMirror(ctx); err != nil || !in {
+		return err
+	}
+	return m.MirrorAction(ctx, action)
 }
 
 // joinInPlace waits until the shadow has applied the source's marker for the database, has the copy join the mirror there
