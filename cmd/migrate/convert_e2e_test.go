@@ -152,7 +152,8 @@ type convertOutput struct {
 	Message string `json:"message"`
 	Event   string `json:"event"`
 	State   struct {
-		Steps []json.RawMessage `json:"steps"`
+		Steps    []json.RawMessage `json:"steps"`
+		Finished bool              `json:"finished"`
 	} `json:"state"`
 }
 
@@ -383,6 +384,11 @@ func TestConvertShadowKillEachStep(t *testing.T) {
 	out := decodeOutput(t, final.stdout)
 	if last := out[len(out)-1]; last.Event != "done" || len(last.State.Steps) != steps {
 		t.Fatalf("the last line of the last run is not the result of a plan of %d steps: %+v", steps, last)
+	}
+	// The same command once more (as after a kill that landed just after the last step): the plan is done, not rebuilt.
+	again := decodeOutput(t, mustMigrate(t, nil, args...).stdout)
+	if last := again[len(again)-1]; last.Event != "done" || len(last.State.Steps) != steps || !last.State.Finished {
+		t.Fatalf("a re-run of the finished conversion did not report it done: %+v", last)
 	}
 	w.WaitAcks(t, c, 100)
 	checkConverted(t, c, w.Finish(t), dbs)

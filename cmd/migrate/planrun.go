@@ -83,11 +83,20 @@ func (j *planJob) run(ctx context.Context) (*plans.Plan, *plans.State, error) {
 		return nil, nil, err
 	}
 	h := j.handlers(p)
+	st, _ := plans.LoadState(statePath)
+	if resumed && st != nil && st.Finished {
+		if !j.out.JSON {
+			if err := plans.RenderText(os.Stdout, p, st, nil); err != nil {
+				return nil, nil, err
+			}
+			fmt.Printf("plan %s (%s) is already done; add --discard to make a new plan\n", p.ID, planPath)
+		}
+		return p, st, nil
+	}
 	dry, err := plans.DryRun(ctx, p, h)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, _ := plans.LoadState(statePath)
 	if j.out.JSON {
 		err = plans.RenderJSON(os.Stdout, p, st, dry)
 	} else {
@@ -160,6 +169,10 @@ func (j *planJob) load(ctx context.Context, planPath, statePath string) (*plans.
 			if err := os.Remove(statePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, false, err
 			}
+		case err == nil && st.Finished && j.conflict(old) == "":
+			// The same command again after it completed (perhaps killed just after its last step): the plan is done, and
+			// a new one could not even be built from what the conversion left.
+			return old, true, nil
 		case unfinished:
 			if why := j.conflict(old); why != "" {
 				return nil, false, fmt.Errorf("an unfinished plan %s %s: run it again with the same options to finish it, or add --discard to drop it", planPath, why)
