@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -126,6 +127,33 @@ type Journal struct {
 	w segmentWriter
 
 	purgeMu sync.Mutex
+
+	format atomic.Pointer[recordFormat] // what Append stamps on records that name no version; nil: RecordV1
+}
+
+// recordFormat is the record version and origin Append writes.
+type recordFormat struct {
+	version uint8
+	origin  string
+}
+
+// SetRecordFormat makes Append write records of the given version (RecordV1 or RecordV2) from now on; origin is the
+// member name a RecordV2 record carries. A mirror switches its journal to RecordV2 only once every member reads it
+// (after the upgrade is finalized). A version this process does not read is refused.
+func (j *Journal) SetRecordFormat(version uint8, origin string) error {
+	if !readableVersion(version) {
+		return fmt.Errorf("%w: record version %d (this build writes versions 1..%d)", ErrInvalidRecord, version, MaxRecordVersion())
+	}
+	j.format.Store(&recordFormat{version: version, origin: origin})
+	return nil
+}
+
+// RecordFormat is the record version Append writes.
+func (j *Journal) RecordFormat() uint8 {
+	if f := j.format.Load(); f != nil {
+		return f.version
+	}
+	return RecordV1
 }
 
 // Open opens or creates the journal in dir and recovers it. Every segment is
@@ -290,8 +318,12 @@ func (j *Journal) usableLocked() error {
 // transactions, so a transaction always lies in one segment.
 func (j *Journal) Append(recs []Record) (end Position, err error) {
 	var now int64
+	format := j.format.Load()
 	for i := range recs {
 		r := &recs[i]
+		if r.Version == 0 && format != nil && format.version >= RecordV2 {
+			r.Version, r.Origin = format.version, format.origin
+		}
 		if err := checkAppendable(r); err != nil {
 			return Position{}, fmt.Errorf("append record %d of %d: %w", i+1, len(recs), err)
 		}

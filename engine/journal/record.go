@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"math/bits"
 	"strconv"
+	"sync/atomic"
 )
 
 // RecordType says what a record means to the layers above.
@@ -55,6 +56,53 @@ type Record struct {
 	HasValue  bool
 	Before    []byte // encoded only when HasBefore (absent is not the same as empty)
 	HasBefore bool
+	// Version is the record format: 0 or RecordV1 for the first format, RecordV2 for the format that also carries
+	// Origin. A journal writes RecordV2 only once its mirror has been finalized at a format level that reads it (see
+	// Journal.SetRecordFormat); a decoded first-format record has Version 0.
+	Version uint8
+	// Origin is the member that wrote the record (RecordV2 only; empty otherwise).
+	Origin string
+}
+
+// Record formats.
+const (
+	RecordV1 = 1
+	RecordV2 = 2
+	// NewestRecordVersion is the newest record format this source code knows.
+	NewestRecordVersion = RecordV2
+)
+
+// maxRecordVersion is the newest record format this build reads; a build of a lower format level lowers it at start
+// (SetMaxRecordVersion), so that it refuses records it would not understand exactly as an older release does.
+var maxRecordVersion atomic.Uint32
+
+func init() { maxRecordVersion.Store(NewestRecordVersion) }
+
+// SetMaxRecordVersion sets the newest record format this process reads and writes (1..NewestRecordVersion).
+func SetMaxRecordVersion(v uint8) {
+	if v < RecordV1 || v > NewestRecordVersion {
+		panic(fmt.Sprintf("journal: record version %d outside 1..%d", v, NewestRecordVersion))
+	}
+	maxRecordVersion.Store(uint32(v))
+}
+
+// MaxRecordVersion is the newest record format this process reads.
+func MaxRecordVersion() uint8 { return uint8(maxRecordVersion.Load()) }
+
+// readableVersion reports whether this process decodes records of format v.
+func readableVersion(v byte) bool { return v >= RecordV1 && uint32(v) <= maxRecordVersion.Load() }
+
+func unsupportedVersion(v byte) error {
+	return fmt.Errorf("%w: record version %d (this build reads versions 1..%d; the journal was written by a newer format level — run a newer member binary)",
+		ErrUnsupportedVersion, v, maxRecordVersion.Load())
+}
+
+// version is the format byte r is written with.
+func (r *Record) version() byte {
+	if r.Version == 0 {
+		return RecordV1
+	}
+	return r.Version
 }
 
 const (
@@ -63,8 +111,6 @@ const (
 	// MaxPayloadSize bounds a record's payload: 16 MiB of content plus room
 	// for the fixed fields, so one length check catches garbage lengths.
 	MaxPayloadSize = 16<<20 + 4096
-	// recordVersion is the first byte of every payload.
-	recordVersion = 1
 
 	flagTxnEnd    = 1 << 0
 	flagHasBefore = 1 << 1
@@ -85,6 +131,9 @@ func bytesLen(n int) int { return uvarintLen(uint64(n)) + n }
 func (r *Record) payloadSize() int {
 	n := 3 + uvarintLen(r.Pos.Epoch) + uvarintLen(r.Pos.Segment) + uvarintLen(r.Pos.Offset) +
 		uvarintLen(r.TxnID) + uvarintLen(zigzag(r.Time)) + bytesLen(len(r.DB)) + bytesLen(len(r.Key))
+	if r.version() >= RecordV2 {
+		n += bytesLen(len(r.Origin))
+	}
 	if r.HasValue {
 		n += bytesLen(len(r.Value))
 	}
@@ -115,12 +164,16 @@ func (r *Record) flags() byte {
 // dst. Value and Before are written only when their flags are set.
 func AppendRecord(dst []byte, r *Record) []byte {
 	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0, recordVersion, byte(r.Type), r.flags())
+	v := r.version()
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0, v, byte(r.Type), r.flags())
 	dst = binary.AppendUvarint(dst, r.Pos.Epoch)
 	dst = binary.AppendUvarint(dst, r.Pos.Segment)
 	dst = binary.AppendUvarint(dst, r.Pos.Offset)
 	dst = binary.AppendUvarint(dst, r.TxnID)
 	dst = binary.AppendUvarint(dst, zigzag(r.Time))
+	if v >= RecordV2 {
+		dst = appendBytes(dst, r.Origin)
+	}
 	dst = appendBytes(dst, r.DB)
 	dst = appendBytes(dst, r.Key)
 	if r.HasValue {
@@ -181,10 +234,13 @@ func decodePayload(p []byte) (Record, error) {
 	if len(p) < 3 {
 		return Record{}, fmt.Errorf("%w: payload of %d bytes is too short", ErrCorrupt, len(p))
 	}
-	if p[0] != recordVersion {
-		return Record{}, fmt.Errorf("%w: record version %d (this build reads version %d)", ErrUnsupportedVersion, p[0], recordVersion)
+	if !readableVersion(p[0]) {
+		return Record{}, unsupportedVersion(p[0])
 	}
 	rec := Record{Type: RecordType(p[1])}
+	if p[0] != RecordV1 {
+		rec.Version = p[0]
+	}
 	if !rec.Type.valid() {
 		return Record{}, fmt.Errorf("%w: unknown record type %d", ErrCorrupt, p[1])
 	}
@@ -201,6 +257,9 @@ func decodePayload(p []byte) (Record, error) {
 	rec.Pos.Offset = d.uvarint()
 	rec.TxnID = d.uvarint()
 	rec.Time = unzigzag(d.uvarint())
+	if rec.Version >= RecordV2 {
+		rec.Origin = string(d.bytes())
+	}
 	rec.DB = string(d.bytes())
 	rec.Key = d.bytes()
 	if rec.HasValue {
@@ -264,6 +323,12 @@ func (d *payloadDecoder) bytes() []byte {
 func checkAppendable(r *Record) error {
 	if !r.Type.valid() {
 		return fmt.Errorf("%w: unknown record type %d", ErrInvalidRecord, r.Type)
+	}
+	if v := r.version(); !readableVersion(v) {
+		return fmt.Errorf("%w: record version %d (this build writes versions 1..%d)", ErrInvalidRecord, v, maxRecordVersion.Load())
+	}
+	if r.version() < RecordV2 && r.Origin != "" {
+		return fmt.Errorf("%w: origin %q on a version %d record", ErrInvalidRecord, r.Origin, r.version())
 	}
 	if !r.HasValue && len(r.Value) > 0 {
 		return fmt.Errorf("%w: value of %d bytes without HasValue", ErrInvalidRecord, len(r.Value))

@@ -132,7 +132,7 @@ func TestDecodeRecordErrors(t *testing.T) {
 		{"truncated", frame[:len(frame)-1], ErrCorrupt},
 		{"huge length", append([]byte{0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0}, payload...), ErrCorrupt},
 		{"bad checksum", func() []byte { f := append([]byte(nil), frame...); f[len(f)-1] ^= 1; return f }(), ErrCorrupt},
-		{"newer version", edit(func(p []byte) []byte { p[0] = 2; return p }), ErrUnsupportedVersion},
+		{"newer version", edit(func(p []byte) []byte { p[0] = NewestRecordVersion + 1; return p }), ErrUnsupportedVersion},
 		{"type zero", edit(func(p []byte) []byte { p[1] = 0; return p }), ErrCorrupt},
 		{"unknown type", edit(func(p []byte) []byte { p[1] = 6; return p }), ErrCorrupt},
 		{"unknown flag", edit(func(p []byte) []byte { p[2] |= 0x80; return p }), ErrCorrupt},

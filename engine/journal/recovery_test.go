@@ -221,7 +221,7 @@ func TestRecoveryFromDamage(t *testing.T) {
 				editFile(t, d.fs, segPath(d.fs, d.last), func(b []byte) []byte {
 					start := r.Pos.Offset + frameHeaderSize
 					payload := b[start : start+uint64(r.Size()-frameHeaderSize)]
-					payload[0] = 2
+					payload[0] = NewestRecordVersion + 1
 					copy(b[r.Pos.Offset:], reframe(payload))
 					return b
 				})

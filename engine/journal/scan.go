@@ -356,7 +356,7 @@ func validFrameAt(w *window, num uint64, p, size int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if head[0] != recordVersion || !RecordType(head[1]).valid() || head[2]&^knownFlags != 0 {
+	if !readableVersion(head[0]) || !RecordType(head[1]).valid() || head[2]&^knownFlags != 0 {
 		return false, nil
 	}
 	d := payloadDecoder{buf: head, off: 3}

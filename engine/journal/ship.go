@@ -208,8 +208,8 @@ func checkFrame(frame []byte, num uint64, off int64) (uint64, error) {
 	if len(payload) < 3 {
 		return 0, fmt.Errorf("%w: payload of %d bytes is too short", ErrCorrupt, len(payload))
 	}
-	if payload[0] != recordVersion {
-		return 0, fmt.Errorf("%w: record version %d (this build reads version %d)", ErrUnsupportedVersion, payload[0], recordVersion)
+	if !readableVersion(payload[0]) {
+		return 0, unsupportedVersion(payload[0])
 	}
 	d := payloadDecoder{buf: payload, off: 3}
 	epoch, seg, at := d.uvarint(), d.uvarint(), d.uvarint()

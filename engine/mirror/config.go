@@ -78,6 +78,10 @@ type MemberConfig struct {
 	// AgentAddr is the address of the host agent that supervises this member ("" when it has none): the other failover
 	// member asks it whether this member is down, has it forced down and fetches its journal from it.
 	AgentAddr string `json:"agent_addr,omitempty"`
+	// Software and Level are the member's software version and format level as the primary last saw them (when it
+	// connected, or when it became primary); empty and 0 until then.
+	Software string `json:"software,omitempty"`
+	Level    int    `json:"format_level,omitempty"`
 }
 
 // EpochStart records where an epoch's records begin in the mirror journal: a member whose journal holds records of an
@@ -131,6 +135,15 @@ type Config struct {
 	// NotValidated lists former failover members that a promotion without them could not reach: they may hold journal
 	// data the mirror does not, and must not start as primary (they rejoin as DR asyncs or are rebuilt).
 	NotValidated []string `json:"not_validated,omitempty"`
+	// PrimaryLevel is the highest format level of a member that has been primary of this mirror (0: level 1). A failover
+	// or DR member of a lower level may neither become primary nor receive the journal until it is upgraded (MIRRORING.md
+	// §11); only an upgrade rollback lowers it, and never below FinalizedLevel. PrimarySoftware is that member's version.
+	PrimaryLevel    int    `json:"primary_level,omitempty"`
+	PrimarySoftware string `json:"primary_software,omitempty"`
+	// FinalizedLevel is the format level an operator finalized once every member ran it (0: none, level 1): the mirror
+	// journal is written in that level's record format from then on, and no member of a lower level may join.
+	FinalizedLevel int       `json:"finalized_level,omitempty"`
+	FinalizedAt    time.Time `json:"finalized_at,omitzero"`
 }
 
 // forkPoint is where a member whose journal ends at end (carrying the epoch of its last record) must cut it back to, to

@@ -185,7 +185,12 @@ func (mir *Mirror) becomePrimary(known uint64) (uint64, func(), error) {
 func (mir *Mirror) becomePrimaryWith(known uint64, edit func(*Config)) (uint64, func(), error) {
 	mir.mu.Lock()
 	newEpoch := max(known, mir.st.Config.Epoch) + 1
+	refusal := primaryRefusal(&mir.st.Config, mir.mgr.opts.Self)
 	mir.mu.Unlock()
+	if refusal != "" {
+		mir.log.Error().Msg(refusal)
+		return 0, nil, errors.New(refusal)
+	}
 	start, err := mir.startEpoch(newEpoch)
 	if err != nil {
 		return 0, nil, err
@@ -198,6 +203,7 @@ func (mir *Mirror) becomePrimaryWith(known uint64, edit func(*Config)) (uint64, 
 	}
 	st.Config.Epoch = newEpoch
 	st.Config.Primary = mir.mgr.opts.Self
+	notePrimaryLevel(&st.Config, mir.mgr.opts.Self)
 	st.Config.addEpoch(EpochStart{Epoch: newEpoch, Primary: mir.mgr.opts.Self, Start: start})
 	st.Config.Version++
 	st.NoFailover = false // cleared when the member becomes primary (MIRRORING.md §7)

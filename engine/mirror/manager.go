@@ -271,6 +271,7 @@ func (m *Manager) Create(name string, o CreateOptions) (*Mirror, error) {
 		CompressionFailover: o.CompressionFailover, CompressionAsync: o.CompressionAsync, RequireTLS: o.RequireTLS,
 		AsyncHoldback: Duration{o.AsyncHoldback}, Arbiter: o.Arbiter,
 		Members: []MemberConfig{{Name: m.opts.Self, Addr: m.opts.Addr, AdminAddr: m.opts.AdminAddr, Type: Failover, DN: m.opts.SelfDN, AgentAddr: m.opts.AgentAddr}}}
+	notePrimaryLevel(&cfg, m.opts.Self)
 	if err := m.checkMembership(cfg, Failover); err != nil {
 		return nil, err
 	}
@@ -340,6 +341,7 @@ func (m *Manager) openMirror(st localState) (*Mirror, error) {
 		reportKick: make(chan struct{}, 1)}
 	mir.fo.kick = make(chan struct{}, 1)
 	mir.role = mir.roleFromConfig()
+	mir.applyRecordFormatLocked()
 	return mir, nil
 }
 

@@ -156,6 +156,7 @@ func (mir *Mirror) saveLocked(st localState) error {
 		return fmt.Errorf("mirror %s: save state: %w", mir.name, err)
 	}
 	mir.st = st
+	mir.applyRecordFormatLocked()
 	mir.notifyLocked()
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/version"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
@@ -148,6 +149,17 @@ func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
 		refuse(c, e)
 		return e
 	}
+	if why := streamRefusal(&cfg, mc.Name, mc.Type, start.Software, int(start.Level)); why != "" {
+		mir.mu.Unlock()
+		mir.log.Warn().Str("peer", mc.Name).Msg(why)
+		e := &wire.Error{Code: wire.CodeVersion, Message: why}
+		refuse(c, e)
+		return e
+	}
+	if levelOr1(int(start.Level)) < version.Level {
+		mir.log.Warn().Str("peer", mc.Name).Str("its_version", describeMember(start.Software, int(start.Level))).
+			Msg("reporting async runs an older format level; it receives the journal until the upgrade is finalized")
+	}
 	accFrom := from
 	if fork, ok := cfg.forkPoint(from); ok {
 		// The member holds records of an older epoch that this primary's history does not have: it cuts them first.
@@ -201,6 +213,7 @@ func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
 	if err := c.WriteFrame(wire.Frame{Kind: wire.KindStreamAccept, Payload: wire.EncodeStreamAccept(nil, &accept)}); err != nil {
 		return err
 	}
+	mir.noteMemberVersion(mc.Name, start.Software, int(start.Level))
 	if err := mir.sendConfig(r); err != nil {
 		return err
 	}

@@ -128,7 +128,8 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 	}
 	from := mir.jrn.AppendedEnd()
 	start := wire.StreamStart{Mirror: mir.name, Member: mir.mgr.opts.Self, Epoch: cfg.Epoch, From: toWire(from),
-		Codecs: []wire.Codec{wire.CodecLZ4, wire.CodecZstd, wire.CodecNone}, ConfigVersion: cfg.Version}
+		Codecs: []wire.Codec{wire.CodecLZ4, wire.CodecZstd, wire.CodecNone}, ConfigVersion: cfg.Version,
+		Software: version.Software, Level: uint16(version.Level)}
 	if err := c.WriteFrame(wire.Frame{Kind: wire.KindStreamStart, Payload: wire.EncodeStreamStart(nil, &start)}); err != nil {
 		return "", false, err
 	}

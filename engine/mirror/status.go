@@ -58,6 +58,10 @@ type MemberStatus struct {
 	Received        string `json:"received,omitempty"` // durable position received (acked)
 	Applied         string `json:"applied,omitempty"`
 	Error           string `json:"error,omitempty"` // why this member's stream is not running, as it last heard
+	// Software and Level are the member's version as the primary last saw it; AgentAddr its host agent ("" if none).
+	Software  string `json:"software,omitempty"`
+	Level     int    `json:"format_level,omitempty"`
+	AgentAddr string `json:"agent_addr,omitempty"`
 }
 
 // DatabaseStatus is one mirrored database on the member reporting it.
@@ -98,6 +102,7 @@ type Status struct {
 	RequireTLS      bool              `json:"require_tls"`
 	Pending         []PendingMember   `json:"pending,omitempty"`
 	JournalFirst    string            `json:"journal_first"`
+	AsyncHoldback   string            `json:"async_holdback,omitempty"` // how long the primary keeps journal for a disconnected async
 	JournalEnd      string            `json:"journal_end"`
 	WireBytes       uint64            `json:"wire_bytes"`    // journal data received (or sent, on the primary) on the wire
 	JournalBytes    uint64            `json:"journal_bytes"` // the same data uncompressed
@@ -105,6 +110,12 @@ type Status struct {
 	// Arrival rates over the last seconds (on a backup or async: journal data arriving from the primary).
 	WireRate    float64 `json:"wire_bytes_per_second"`
 	JournalRate float64 `json:"journal_bytes_per_second"`
+	// PrimaryLevel is the format level failover and DR members need (the highest that has been primary, unless an upgrade
+	// rollback lowered it); FinalizedLevel the level the mirror was finalized at (1: never); RecordFormat the journal
+	// record format this member writes.
+	PrimaryLevel   int `json:"primary_level"`
+	FinalizedLevel int `json:"finalized_level"`
+	RecordFormat   int `json:"record_format"`
 }
 
 func behind(d time.Duration) string {
@@ -128,7 +139,8 @@ func (mir *Mirror) LocalStatus() Status {
 	cfg := mir.st.Config.clone()
 	st := Status{Mirror: mir.name, Member: mir.mgr.opts.Self, Role: mir.role.String(), Epoch: cfg.Epoch, Primary: cfg.Primary,
 		QoS: cfg.QoS.String(), NoFailover: mir.st.NoFailover, RequireTLS: cfg.RequireTLS, Pending: cfg.Pending, Arbiter: "no arbiter", FailoverMode: "Agent Controlled",
-		JournalFirst: mir.jrn.FirstPosition().String(), JournalEnd: mir.jrn.DurableEnd().String()}
+		JournalFirst: mir.jrn.FirstPosition().String(), JournalEnd: mir.jrn.DurableEnd().String(),
+		AsyncHoldback: cfg.AsyncHoldback.String(), PrimaryLevel: levelOr1(cfg.PrimaryLevel), FinalizedLevel: levelOr1(cfg.FinalizedLevel), RecordFormat: int(mir.jrn.RecordFormat())}
 	if p, ok := cfg.Member(cfg.Primary); ok {
 		st.PrimaryAddr = p.Addr
 	}
@@ -136,7 +148,7 @@ func (mir *Mirror) LocalStatus() Status {
 	durable := mir.jrn.DurableEnd()
 	dj := mir.dj
 	for _, mc := range cfg.Members {
-		row := MemberStatus{Name: mc.Name, Type: mc.Type.Label(), Addr: mc.Addr, Status: StatusDown, JournalTransfer: "", Dejournaling: ""}
+		row := MemberStatus{Name: mc.Name, Type: mc.Type.Label(), Addr: mc.Addr, Status: StatusDown, Software: mc.Software, Level: mc.Level, AgentAddr: mc.AgentAddr}
 		switch {
 		case mc.Name == cfg.Primary:
 			row.JournalTransfer, row.Dejournaling = TransferNA, TransferNA

@@ -220,6 +220,10 @@ func writeError(w http.ResponseWriter, err error) {
 		status, name = http.StatusNotFound, "no-such-mirror"
 	} else if errors.Is(err, shadow.ErrNoSuchShadow) {
 		status, name = http.StatusNotFound, "no-such-shadow"
+	} else if errors.Is(err, mirror.ErrFinalized) {
+		status, name = http.StatusConflict, "finalized"
+	} else if errors.Is(err, mirror.ErrNotFinalizable) {
+		status, name = http.StatusConflict, "not-finalizable"
 	} else if errors.As(err, &we) {
 		if e, ok := errorStatus[we.Code]; ok {
 			status, name = e.status, e.name

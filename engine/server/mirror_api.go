@@ -44,6 +44,11 @@ type MirrorActionRequest struct {
 	DB string `json:"db,omitempty"` // dejournal: one database, or "" for the whole mirror
 }
 
+// AllowLevelRequest is the body of allow-level: the format level failover and DR members need from now on.
+type AllowLevelRequest struct {
+	Level int `json:"format_level"`
+}
+
 func decodeBody(r *http.Request, v any) error {
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(v); err != nil {
 		return fmt.Errorf("request body: %v: %w", err, wire.ErrBadRequest)
@@ -161,6 +166,15 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 	})
 	mirrorPost(s, mux, "mirroring", func(r *http.Request, mir *mirror.Mirror, req MirrorActionRequest) (any, error) {
 		return status(mir, mir.SetMirroring(req.On))
+	})
+
+	// Upgrades (MIRRORING.md §11), on the primary: finalize switches the mirror to this build's format level for good;
+	// allow-level lowers the level failover and DR members need, so that an upgrade not yet finalized can be rolled back.
+	mirrorPost(s, mux, "finalize", func(r *http.Request, mir *mirror.Mirror, _ struct{}) (any, error) {
+		return mir.Finalize()
+	})
+	mirrorPost(s, mux, "allow-level", func(r *http.Request, mir *mirror.Mirror, req AllowLevelRequest) (any, error) {
+		return mir.AllowLevel(req.Level)
 	})
 
 	mux.HandleFunc("GET /api/v1/mirror/local", func(w http.ResponseWriter, r *http.Request) {

@@ -45,6 +45,8 @@ type StreamStart struct {
 	From          Position // the replica's durable end of its copy of the mirror journal: where the stream resumes
 	Codecs        []Codec  // codecs the replica accepts, in preference order; unknown ones are kept for the primary to skip
 	ConfigVersion uint64   // version of the mirror configuration the replica holds
+	Software      string   // the replica's software version
+	Level         uint16   // the replica's format level: the newest journal record format it reads
 }
 
 // StreamAccept is the primary's answer to an acceptable StreamStart.
@@ -176,7 +178,9 @@ func EncodeStreamStart(dst []byte, s *StreamStart) []byte {
 	for _, c := range s.Codecs {
 		dst = append(dst, byte(c))
 	}
-	return binary.AppendUvarint(dst, s.ConfigVersion)
+	dst = binary.AppendUvarint(dst, s.ConfigVersion)
+	dst = appendString(dst, s.Software)
+	return binary.BigEndian.AppendUint16(dst, s.Level)
 }
 
 // DecodeStreamStart decodes a StreamStart; an empty codec list is nil.
@@ -191,6 +195,8 @@ func DecodeStreamStart(b []byte) (StreamStart, error) {
 		}
 	}
 	s.ConfigVersion = d.uvarint()
+	s.Software = d.string()
+	s.Level = d.u16()
 	if err := d.finish(); err != nil {
 		return StreamStart{}, err
 	}

@@ -47,7 +47,7 @@ func sampleStreamMessages() []any {
 	return []any{
 		StreamStart{},
 		StreamStart{Mirror: "ORDERS", Member: "backup-1", Epoch: 3, From: pos, Codecs: []Codec{CodecLZ4, CodecNone},
-			ConfigVersion: 7},
+			ConfigVersion: 7, Software: "0.2.0", Level: 2},
 		StreamStart{Mirror: "M", Member: "dr", Codecs: []Codec{9, CodecZstd}},
 		StreamAccept{},
 		StreamAccept{Primary: "primary-a", Epoch: 3, Codec: CodecZstd, From: pos},
@@ -182,7 +182,7 @@ func TestStreamDecodeMemoryBound(t *testing.T) {
 	const n = 1 << 20
 	input := binary.AppendUvarint([]byte{messageVersion, 0, 0, 0, 0, 0, 0}, n)
 	input = append(input, make([]byte, n)...)
-	input = append(input, 0)
+	input = append(input, 0, 0, 0, 0) // config version, software, level
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	if _, err := DecodeStreamStart(input); err != nil {
@@ -282,7 +282,7 @@ func randomBytesOrNil(rng *rand.Rand, maxLen int) []byte {
 
 func randomStreamStart(rng *rand.Rand) StreamStart {
 	s := StreamStart{Mirror: randomString(rng), Member: randomString(rng), Epoch: randomUint(rng),
-		From: randomPosition(rng), ConfigVersion: randomUint(rng)}
+		From: randomPosition(rng), ConfigVersion: randomUint(rng), Software: randomString(rng), Level: uint16(rng.Uint32())}
 	for _, c := range randomBytesOrNil(rng, 4) {
 		s.Codecs = append(s.Codecs, Codec(c))
 	}

@@ -92,6 +92,15 @@ func (m *Member) MirrorAction(ctx context.Context, action string) error {
 	return m.call(ctx, http.MethodPost, "/api/v1/mirrors/"+url.PathEscape(m.fleet.Mirror)+"/"+action, struct{}{}, nil)
 }
 
+// MirrorPost posts a per-mirror action with a JSON body (no-failover, allow-level, finalize, …) and decodes the answer
+// into out (nil: ignored).
+func (m *Member) MirrorPost(ctx context.Context, action string, body, out any) error {
+	if body == nil {
+		body = struct{}{}
+	}
+	return m.call(ctx, http.MethodPost, "/api/v1/mirrors/"+url.PathEscape(m.fleet.Mirror)+"/"+action, body, out)
+}
+
 // Shadows lists the shadows configured on this member and the streams it serves.
 func (m *Member) Shadows(ctx context.Context) (server.ShadowsStatus, error) {
 	var st server.ShadowsStatus
