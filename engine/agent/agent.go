@@ -26,7 +26,8 @@ const (
 )
 
 var (
-	// ErrNotFound means the member is not supervised by the agent, or has no such mirror.
+	// ErrNotFound means the member is not supervised by the agent, or has no such mirror, or an install's source does not
+	// exist.
 	ErrNotFound = errors.New("not found on the agent")
 	// ErrUnauthorized means the agent refused the caller: no token, a wrong token, or no client certificate.
 	ErrUnauthorized = errors.New("not authorized by the agent")
@@ -65,13 +66,18 @@ type Agent struct {
 	tls  *tls.Config // nil: callers present the token
 	sup  *supervisor
 	http *http.Server
+	// installs serializes the installs and rollbacks of each member's binary.
+	installs map[string]*sync.Mutex
 
 	mu      sync.Mutex
 	serving bool
 	closed  bool
 }
 
-// New validates cfg (after Defaults) and prepares an agent; it starts nothing.
+// New validates cfg (after Defaults) and prepares an agent; it starts nothing. A member's binary installed through the
+// agent (DATA_DIR/.agent/installed.json) replaces its configured one; New finishes an install or rollback that a crash
+// interrupted, and fails, naming the file, on an install record it cannot read or an installed binary that is not the
+// recorded one.
 func New(cfg Config, opts Options) (*Agent, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -89,6 +95,19 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		a.tls = conf
 	}
 	a.sup = newSupervisor(cfg.Members, opts.RestartDelay, a.log)
+	a.installs = map[string]*sync.Mutex{}
+	for _, m := range cfg.Members {
+		a.installs[m.Name] = &sync.Mutex{}
+		rec, installed, err := loadInstall(layoutOf(m.DataDir))
+		if err != nil {
+			return nil, fmt.Errorf("member %s: %w", m.Name, err)
+		}
+		if installed {
+			if err := a.sup.setBinary(m.Name, rec.Binary); err != nil {
+				return nil, err
+			}
+		}
+	}
 	a.http = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: stdlog.New(a.log, "", 0)}
 	return a, nil
@@ -200,6 +219,12 @@ func (a *Agent) Handler() http.Handler {
 			respond(w, st, err)
 		})
 	}
+	mux.HandleFunc("POST /v1/members/{name}/install", a.serveInstall)
+	mux.HandleFunc("POST /v1/members/{name}/rollback-binary", a.serveRollbackBinary)
+	mux.HandleFunc("GET /v1/members/{name}/binary", func(w http.ResponseWriter, r *http.Request) {
+		info, err := a.Binary(r.PathValue("name"))
+		respond(w, info, err)
+	})
 	mux.HandleFunc("GET /v1/members/{name}/mirrors/{mirror}/journal", a.serveJournal)
 	return a.authenticate(mux)
 }
@@ -272,6 +297,9 @@ const (
 	codeNotFound     = "not_found"
 	codePurged       = "purged"
 	codeInternal     = "internal"
+	// Codes of installs and rollbacks of member binaries.
+	codeChecksumMismatch = "checksum_mismatch"
+	codeNoPreviousBinary = "no_previous_binary"
 )
 
 type errorBody struct {
@@ -289,6 +317,12 @@ func respond(w http.ResponseWriter, v any, err error) {
 			writeError(w, http.StatusGone, codePurged, err.Error())
 		case errors.Is(err, journal.ErrBadPosition):
 			writeError(w, http.StatusBadRequest, codeBadPosition, err.Error())
+		case errors.Is(err, ErrChecksumMismatch):
+			writeError(w, http.StatusBadRequest, codeChecksumMismatch, err.Error())
+		case errors.Is(err, ErrBadRequest):
+			writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		case errors.Is(err, ErrNoPreviousBinary):
+			writeError(w, http.StatusConflict, codeNoPreviousBinary, err.Error())
 		default:
 			writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
 		}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -20,7 +21,8 @@ var ErrUnavailable = errors.New("agent unavailable")
 const maxErrorBody = 64 << 10
 
 // Client calls an agent's API. Its methods are safe for concurrent use; every call is bounded by its context only.
-// Errors wrap ErrUnavailable, ErrUnauthorized, ErrNotFound, journal.ErrPurged or journal.ErrBadPosition as the case may be.
+// Errors wrap ErrUnavailable, ErrUnauthorized, ErrNotFound, journal.ErrPurged, journal.ErrBadPosition, ErrBadRequest,
+// ErrChecksumMismatch or ErrNoPreviousBinary as the case may be.
 type Client struct {
 	addr  string
 	base  string
@@ -68,6 +70,37 @@ func (c *Client) Stop(ctx context.Context, name string) error { return c.action(
 // gone.
 func (c *Client) Kill(ctx context.Context, name string) error { return c.action(ctx, name, "kill") }
 
+// Install has the agent install the binary at source (an absolute path on the agent's host, s3://bucket/prefix/object or
+// file:///dir/object) as the member's, once checked against sum (its SHA-256 in lower-case hex); with restart, a running
+// member is restarted with it. A wrong checksum wraps ErrChecksumMismatch and changes nothing.
+func (c *Client) Install(ctx context.Context, name, source, sum string, restart bool) (InstallResult, error) {
+	var res InstallResult
+	req := installRequest{Source: source, SHA256: sum, Restart: &restart}
+	if err := c.exchangeJSON(ctx, http.MethodPost, memberPath(name)+"/install", req, &res); err != nil {
+		return res, fmt.Errorf("install %s on member %s through agent %s: %w", source, name, c.addr, err)
+	}
+	return res, nil
+}
+
+// RollbackBinary has the agent swap the member's installed binary with the previous one and restart the member if it
+// runs; a second rollback goes forward again. Without a previous binary it wraps ErrNoPreviousBinary.
+func (c *Client) RollbackBinary(ctx context.Context, name string) (InstallResult, error) {
+	var res InstallResult
+	if err := c.callJSON(ctx, http.MethodPost, memberPath(name)+"/rollback-binary", &res); err != nil {
+		return res, fmt.Errorf("roll back the binary of member %s through agent %s: %w", name, c.addr, err)
+	}
+	return res, nil
+}
+
+// Binary returns the binary the member runs with, the previous one and the configured one.
+func (c *Client) Binary(ctx context.Context, name string) (BinaryInfo, error) {
+	var info BinaryInfo
+	if err := c.callJSON(ctx, http.MethodGet, memberPath(name)+"/binary", &info); err != nil {
+		return BinaryInfo{}, fmt.Errorf("binary of member %s from agent %s: %w", name, c.addr, err)
+	}
+	return info, nil
+}
+
 func (c *Client) action(ctx context.Context, name, action string) error {
 	if err := c.callJSON(ctx, http.MethodPost, memberPath(name)+"/"+action, nil); err != nil {
 		return fmt.Errorf("%s member %s through agent %s: %w", action, name, c.addr, err)
@@ -91,7 +124,7 @@ func (c *Client) Journal(ctx context.Context, member, mirror string, from journa
 }
 
 func (c *Client) journal(ctx context.Context, path string) ([]byte, journal.Position, error) {
-	resp, err := c.do(ctx, http.MethodGet, path)
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, journal.Position{}, err
 	}
@@ -107,9 +140,22 @@ func (c *Client) journal(ctx context.Context, path string) ([]byte, journal.Posi
 	return frames, end, nil
 }
 
-// callJSON makes one call and decodes the JSON answer into out (when not nil).
+// callJSON makes one call without a body and decodes the JSON answer into out (when not nil).
 func (c *Client) callJSON(ctx context.Context, method, path string, out any) error {
-	resp, err := c.do(ctx, method, path)
+	return c.exchangeJSON(ctx, method, path, nil, out)
+}
+
+// exchangeJSON makes one call with in (when not nil) as its JSON body and decodes the JSON answer into out (when not
+// nil).
+func (c *Client) exchangeJSON(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	resp, err := c.do(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
@@ -126,11 +172,19 @@ func (c *Client) callJSON(ctx context.Context, method, path string, out any) err
 	return nil
 }
 
-// do sends a request and returns a 200 response; any other status is turned into an error.
-func (c *Client) do(ctx context.Context, method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+// do sends a request, with body as JSON when not nil, and returns a 200 response; any other status is turned into an
+// error.
+func (c *Client) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -143,10 +197,10 @@ func (c *Client) do(ctx context.Context, method, path string) (*http.Response, e
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var e errorBody
-	if json.Unmarshal(body, &e) != nil || e.Error == "" {
-		e.Error = fmt.Sprintf("%s: %q", resp.Status, body)
+	if json.Unmarshal(answer, &e) != nil || e.Error == "" {
+		e.Error = fmt.Sprintf("%s: %q", resp.Status, answer)
 	}
 	return nil, statusError(resp.StatusCode, e)
 }
@@ -163,6 +217,12 @@ func statusError(status int, e errorBody) error {
 		sentinel = journal.ErrPurged
 	case e.Code == codeBadPosition:
 		sentinel = journal.ErrBadPosition
+	case e.Code == codeChecksumMismatch:
+		sentinel = ErrChecksumMismatch
+	case e.Code == codeBadRequest:
+		sentinel = ErrBadRequest
+	case status == http.StatusConflict:
+		sentinel = ErrNoPreviousBinary
 	default:
 		return fmt.Errorf("agent answered %d: %s", status, e.Error)
 	}

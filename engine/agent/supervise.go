@@ -27,6 +27,7 @@ type process struct {
 	cfg MemberConfig
 
 	// Guarded by the supervisor's mutex.
+	installed      string // the binary installed through the agent, run instead of cfg.Binary; empty: none
 	cmd            *exec.Cmd
 	exited         chan struct{} // closed when the current run has exited and the fields below say so
 	running        bool
@@ -56,6 +57,14 @@ func newSupervisor(members []MemberConfig, restartDelay time.Duration, log zerol
 		s.order = append(s.order, m.Name)
 	}
 	return s
+}
+
+// binary is the executable the member is run with: the one installed through the agent, else the configured one.
+func (p *process) binary() string {
+	if p.installed != "" {
+		return p.installed
+	}
+	return p.cfg.Binary
 }
 
 func (s *supervisor) lookupLocked(name string) (*process, error) {
@@ -116,15 +125,15 @@ func (s *supervisor) spawnLocked(p *process) error {
 		defer f.Close()
 		out = f
 	}
-	cmd := exec.Command(p.cfg.Binary, p.cfg.Args...)
+	cmd := exec.Command(p.binary(), p.cfg.Args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start member %s with %s: %w", p.cfg.Name, p.cfg.Binary, err)
+		return fmt.Errorf("start member %s with %s: %w", p.cfg.Name, p.binary(), err)
 	}
 	exited := make(chan struct{})
 	p.cmd, p.exited, p.running, p.started, p.startErr = cmd, exited, true, time.Now(), ""
-	s.log.Info().Str("member", p.cfg.Name).Int("pid", cmd.Process.Pid).Msg("member started")
+	s.log.Info().Str("member", p.cfg.Name).Int("pid", cmd.Process.Pid).Str("binary", p.binary()).Msg("member started")
 	go s.wait(p, cmd, exited)
 	return nil
 }
@@ -183,6 +192,37 @@ func (s *supervisor) cancelRestartLocked(p *process) {
 		p.restart.Stop()
 		p.restart = nil
 	}
+}
+
+// setBinary makes the member run with binary, installed through the agent, from its next start on.
+func (s *supervisor) setBinary(name, binary string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.lookupLocked(name)
+	if err != nil {
+		return err
+	}
+	p.installed = binary
+	return nil
+}
+
+// restart stops a running member as stop does and starts it again, and reports whether it did; a member that is not
+// running is left as it is.
+func (s *supervisor) restart(ctx context.Context, name string) (bool, error) {
+	s.mu.Lock()
+	p, err := s.lookupLocked(name)
+	running := err == nil && p.running
+	s.mu.Unlock()
+	if !running {
+		return false, err
+	}
+	if err := s.stop(ctx, name); err != nil {
+		return false, err
+	}
+	if err := s.start(name); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // stop sends SIGTERM and waits until the member has exited or ctx is done.
