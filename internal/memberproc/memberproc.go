@@ -33,9 +33,23 @@ var (
 // in the environment it builds with the race detector.
 func Build(tb testing.TB, name string) string {
 	tb.Helper()
+	return build(tb, name, name, "")
+}
+
+// BuildVersion compiles ./cmd/<name> as a release of the given software version and format level (set with -ldflags, as
+// a release build does), once per test process: two different builds of member for upgrade tests.
+func BuildVersion(tb testing.TB, name, software string, level int) string {
+	tb.Helper()
+	const pkg = "github.com/mirrorkit/mirrorkit/engine/version"
+	return build(tb, name, fmt.Sprintf("%s-%s-level%d", name, software, level),
+		fmt.Sprintf("-X %s.Software=%s -X %s.level=%d", pkg, software, pkg, level))
+}
+
+func build(tb testing.TB, name, file, ldflags string) string {
+	tb.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := built[name]; ok {
+	if p, ok := built[file]; ok {
 		return p
 	}
 	if buildDir == "" {
@@ -45,8 +59,11 @@ func Build(tb testing.TB, name string) string {
 		}
 		buildDir = dir
 	}
-	out := filepath.Join(buildDir, name)
+	out := filepath.Join(buildDir, file)
 	args := []string{"build", "-o", out}
+	if ldflags != "" {
+		args = append(args, "-ldflags", ldflags)
+	}
 	if os.Getenv("MIRRORKIT_RACE") != "" {
 		// Member processes with the race detector; GORACE=log_path=… collects their reports.
 		args = append(args, "-race")
@@ -56,7 +73,7 @@ func Build(tb testing.TB, name string) string {
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("go build ./cmd/%s: %v\n%s", name, err, msg)
 	}
-	built[name] = out
+	built[file] = out
 	return out
 }
 

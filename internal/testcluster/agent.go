@@ -38,6 +38,7 @@ type Agent struct {
 
 	mu         sync.Mutex
 	configFile string   // the agent's configuration, written at each start of the agent
+	binary     string   // the member binary the agent is configured with ("": this module's member)
 	args       []string // the member's `member run` arguments, fixed when the member first starts
 	tlsConf    *tls.Config
 	proc       *memberproc.Process // the current (or last) agent process; nil before the member starts
@@ -76,6 +77,14 @@ func (c *Cluster) AddAgent(node string) *Agent {
 		configFile: filepath.Join(dir, "agent-"+n.Name+".toml"),
 	}
 	return n.agent
+}
+
+// UseBinary configures the agent to run the member with the binary at path (another build of member, for upgrades) from
+// its next start; a binary installed through the agent takes precedence, as it does on a real host.
+func (a *Agent) UseBinary(path string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.binary = path
 }
 
 // Agent returns the agent supervising the member, or nil if it has none.
@@ -265,9 +274,13 @@ func (a *Agent) restart(host bool) {
 func (a *Agent) launch(tb testing.TB, autostart bool) {
 	tb.Helper()
 	a.mu.Lock()
+	bin := a.binary
+	if bin == "" {
+		bin = memberproc.Build(tb, "member")
+	}
 	cfg := agent.Config{Listen: a.Addr, Token: AgentToken, Members: []agent.MemberConfig{{
 		Name:      a.node.Name,
-		Binary:    memberproc.Build(tb, "member"),
+		Binary:    bin,
 		Args:      a.args,
 		DataDir:   a.node.DataDir,
 		Log:       a.memberLog,

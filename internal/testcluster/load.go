@@ -3,6 +3,7 @@ package testcluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,7 +36,13 @@ type Load struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	client *client.Client
+	slow   []interval // writes that took longer than StallThreshold
 }
+
+// StallThreshold is the write latency above which a write counts as the application seeing the mirror unavailable.
+const StallThreshold = 50 * time.Millisecond
+
+type interval struct{ from, to time.Time }
 
 // StartLoad dials the mirror through addrs and starts the writers.
 func StartLoad(tb testing.TB, addrs []string, o LoadOptions) *Load {
@@ -73,6 +80,7 @@ func (l *Load) write(db string, w int, o LoadOptions) {
 		}
 		ref, val := fmt.Sprintf(`^%s(%d,%d)`, o.Prefix, w, seq), fmt.Sprintf("w%d-%d", w, seq)
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		start := time.Now()
 		var err error
 		if seq%4 == 0 && !o.SetsOnly {
 			_, err = l.client.Txn(db).Set(ref, []byte(val)).Incr(fmt.Sprintf(`^Count(%d)`, w), "1").Commit(ctx)
@@ -80,7 +88,11 @@ func (l *Load) write(db string, w int, o LoadOptions) {
 			err = l.client.Set(ctx, db, ref, []byte(val))
 		}
 		cancel()
+		end := time.Now()
 		l.mu.Lock()
+		if end.Sub(start) > StallThreshold {
+			l.slow = append(l.slow, interval{start, end})
+		}
 		if err != nil {
 			l.errs = append(l.errs, fmt.Errorf("%s %s: %w", db, ref, err))
 		} else {
@@ -118,4 +130,36 @@ func (l *Load) Finish(tb testing.TB) map[string]map[string]string {
 		tb.Fatalf("%d client errors, first: %v", len(l.errs), l.errs[0])
 	}
 	return l.acked
+}
+
+// Unavailability is how long the application saw the mirror unavailable: the union of the time spans of writes that took
+// longer than StallThreshold (writers stalled together count once), and the longest such span.
+func (l *Load) Unavailability() (total, longest time.Duration) {
+	l.mu.Lock()
+	spans := slices.Clone(l.slow)
+	l.mu.Unlock()
+	slices.SortFunc(spans, func(a, b interval) int { return a.from.Compare(b.from) })
+	var cur interval
+	flush := func() {
+		if d := cur.to.Sub(cur.from); d > 0 {
+			total += d
+			longest = max(longest, d)
+		}
+	}
+	for i, s := range spans {
+		if i > 0 && !s.from.After(cur.to) {
+			if s.to.After(cur.to) {
+				cur.to = s.to
+			}
+			continue
+		}
+		if i > 0 {
+			flush()
+		}
+		cur = s
+	}
+	if len(spans) > 0 {
+		flush()
+	}
+	return total, longest
 }

@@ -1,0 +1,438 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirrorkit/mirrorkit/engine/client"
+	"github.com/mirrorkit/mirrorkit/engine/mirror"
+	"github.com/mirrorkit/mirrorkit/engine/server"
+	"github.com/mirrorkit/mirrorkit/engine/store"
+	"github.com/mirrorkit/mirrorkit/internal/memberproc"
+	"github.com/mirrorkit/mirrorkit/internal/testcluster"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	memberproc.RemoveBuilds()
+	os.Exit(code)
+}
+
+// The two releases the tests upgrade between: genuinely different builds of member (format level 1 cannot read the
+// journal records level 2 writes once finalized).
+const (
+	oldSoftware = "0.9.0"
+	oldLevel    = 1
+	newSoftware = "1.0.0"
+	newLevel    = 2
+)
+
+type member struct{ name, as string }
+
+type fixture struct {
+	c        *testcluster.Cluster
+	old, new string // member binaries
+	members  []member
+	dir      string
+}
+
+// newFixture starts a mirror of members running the old build, each under a host agent; the first is the primary.
+func newFixture(t *testing.T, members ...member) *fixture {
+	t.Helper()
+	f := &fixture{c: testcluster.New(t), members: members, dir: t.TempDir(),
+		old: memberproc.BuildVersion(t, "member", oldSoftware, oldLevel),
+		new: memberproc.BuildVersion(t, "member", newSoftware, newLevel)}
+	for _, m := range members {
+		f.c.Add(m.name)
+		f.c.AddAgent(m.name).UseBinary(f.old)
+	}
+	f.c.Start()
+	first := f.node(members[0].name)
+	mustNode(t, first, "mirror", "create", "MIR", "--qos", "2s")
+	for _, m := range members[1:] {
+		mustNode(t, f.node(m.name), "mirror", "join", "MIR", "--primary", first.Addr, "--as", m.as)
+	}
+	mustNode(t, first, "db", "create", "APP", "--mirror", "MIR")
+	for _, m := range members[1:] {
+		n := f.node(m.name)
+		f.c.WaitFor(t, "create APP on "+m.name, 30*time.Second, func() (bool, error) {
+			r := n.CLI(t, "db", "create", "APP", "--mirror", "MIR")
+			return r.ExitCode == 0, fmt.Errorf("%s", r.Stderr)
+		})
+	}
+	f.waitAllCurrent(t, members[0].name)
+	return f
+}
+
+func (f *fixture) node(name string) *testcluster.Node { return f.c.Node(name) }
+
+func (f *fixture) addrs() []string {
+	var out []string
+	for _, m := range f.members {
+		out = append(out, f.node(m.name).Addr)
+	}
+	return out
+}
+
+func (f *fixture) load(t *testing.T) *testcluster.Load {
+	t.Helper()
+	return testcluster.StartLoad(t, f.addrs(), testcluster.LoadOptions{Writers: 4, SetsOnly: true, Prefix: "U",
+		Client: client.Options{Conns: 2, RetryTimeout: 60 * time.Second, DialTimeout: 2 * time.Second, AttemptTimeout: 4 * time.Second}})
+}
+
+func mustNode(t *testing.T, n *testcluster.Node, args ...string) string {
+	t.Helper()
+	r := n.CLI(t, args...)
+	if r.ExitCode != 0 {
+		t.Fatalf("member %s on %s: exit %d: %s", strings.Join(args, " "), n.Name, r.ExitCode, r.Stderr)
+	}
+	return r.Stdout
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+func runUpgrade(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(memberproc.Build(t, "upgrade"), args...)
+	cmd.Env = append(os.Environ(), "MIRRORKIT_AGENT_TOKEN="+testcluster.AgentToken)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustUpgrade(t *testing.T, args ...string) result {
+	t.Helper()
+	r := runUpgrade(t, args...)
+	if r.code != 0 {
+		t.Fatalf("upgrade %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+func failUpgrade(t *testing.T, want string, args ...string) result {
+	t.Helper()
+	r := runUpgrade(t, args...)
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("upgrade %s: want a failure saying %q, got %s", strings.Join(args, " "), want, r)
+	}
+	return r
+}
+
+func (f *fixture) plan(t *testing.T, extra ...string) (string, result) {
+	t.Helper()
+	path := filepath.Join(f.dir, "plan.json")
+	r := mustUpgrade(t, append([]string{"plan", "--mirror", f.node(f.members[0].name).Addr, "--to-binary", f.new, "-o", path, "--wait", "90s"}, extra...)...)
+	return path, r
+}
+
+func status(t *testing.T, n *testcluster.Node) (server.Status, error) {
+	t.Helper()
+	var st server.Status
+	code, err := n.TryAdminGet("/api/v1/status", &st)
+	if err == nil && code != 200 {
+		err = fmt.Errorf("status of %s: HTTP %d", n.Name, code)
+	}
+	return st, err
+}
+
+func local(n *testcluster.Node) (mirror.Status, error) {
+	var sts []mirror.Status
+	code, err := n.TryAdminGet("/api/v1/mirror/local", &sts)
+	if err == nil && (code != 200 || len(sts) != 1) {
+		err = fmt.Errorf("mirror status of %s: HTTP %d, %d mirrors", n.Name, code, len(sts))
+	}
+	if err != nil {
+		return mirror.Status{}, err
+	}
+	return sts[0], nil
+}
+
+// waitVersions waits until every member runs software.
+func (f *fixture) waitVersions(t *testing.T, software string, level int) {
+	t.Helper()
+	for _, m := range f.members {
+		n := f.node(m.name)
+		f.c.WaitFor(t, fmt.Sprintf("%s runs %s", m.name, software), 60*time.Second, func() (bool, error) {
+			st, err := status(t, n)
+			if err != nil {
+				return false, err
+			}
+			return st.Version.Software == software && st.Version.Level == level, fmt.Errorf("%s runs %s level %d", m.name, st.Version.Software, st.Version.Level)
+		})
+	}
+}
+
+// waitAllCurrent waits until primary serves and every other member has caught up (the backup Active).
+func (f *fixture) waitAllCurrent(t *testing.T, primary string) {
+	t.Helper()
+	f.c.WaitFor(t, "every member current with primary "+primary, 60*time.Second, func() (bool, error) {
+		st, err := local(f.node(primary))
+		if err != nil {
+			return false, err
+		}
+		if st.Role != mirror.RolePrimary.String() {
+			return false, fmt.Errorf("%s is %s", primary, st.Role)
+		}
+		for _, r := range st.Members {
+			if r.Name != primary && r.JournalTransfer != mirror.TransferActive && r.JournalTransfer != mirror.CaughtUp {
+				return false, fmt.Errorf("%s: %s %s %s", r.Name, r.Status, r.JournalTransfer, r.Error)
+			}
+		}
+		return true, nil
+	})
+}
+
+// checkData waits until every copy of APP has the same logical hash and holds every acknowledged write.
+func (f *fixture) checkData(t *testing.T, acked map[string]map[string]string) {
+	t.Helper()
+	f.c.WaitFor(t, "all copies of APP converge", 60*time.Second, func() (bool, error) {
+		var first store.LogicalHash
+		for i, m := range f.members {
+			var h store.LogicalHash
+			code, err := f.node(m.name).TryAdminGet("/api/v1/databases/APP/hash", &h)
+			if err != nil || code != 200 {
+				return false, fmt.Errorf("hash on %s: %d %v", m.name, code, err)
+			}
+			if i == 0 {
+				first = h
+			} else if h != first {
+				return false, fmt.Errorf("%s and %s differ", f.members[0].name, m.name)
+			}
+		}
+		return true, nil
+	})
+	for _, m := range f.members {
+		c := f.node(m.name).Client(t, 2)
+		for ref, val := range acked["APP"] {
+			v, ok, err := c.Get(context.Background(), "APP", ref)
+			if err != nil || !ok || string(v) != val {
+				t.Fatalf("acknowledged %s=%s on %s: got %q %v %v", ref, val, m.name, v, ok, err)
+			}
+		}
+	}
+}
+
+// binaries records what every member runs and which binary its agent holds.
+func (f *fixture) binaries(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, m := range f.members {
+		info, err := f.node(m.name).Agent().Client().Binary(context.Background(), m.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := status(t, f.node(m.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[m.name] = fmt.Sprintf("%s %s", info.SHA256, st.Version.Software)
+	}
+	return out
+}
+
+// TestRollingUpgradeUnderLoad upgrades a mirror of primary, backup, DR and reporting async from the old build to the new
+// one while a client writes through the mirror-aware client: no acknowledged write lost, no client error. Then finalize
+// switches the journal format, rollback is refused, and a member of the old build is refused.
+func TestRollingUpgradeUnderLoad(t *testing.T) {
+	f := newFixture(t, member{"A", ""}, member{"B", "failover"}, member{"C", "dr"}, member{"D", "reporting-ro"})
+	l := f.load(t)
+	l.WaitAcks(t, f.c, 200)
+
+	// The plan is a dry run: nothing changes.
+	before := f.binaries(t)
+	planPath, r := f.plan(t)
+	for _, want := range []string{"upgrade mirror MIR to 1.0.0 (format level 2) (major procedure)", "upgrade C (Disaster Recovery) from 0.9.0 (format level 1)",
+		"upgrade D (Read-Only Reporting)", "planned failover: A hands the primary role to B", "expected downtime", "every pre-check passes"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("plan output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if after := f.binaries(t); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("upgrade plan changed members: before %v, after %v", before, after)
+	}
+	if st, err := local(f.node("A")); err != nil || st.Role != mirror.RolePrimary.String() || st.NoFailover {
+		t.Fatalf("after the plan A is %+v (%v)", st, err)
+	}
+
+	r = mustUpgrade(t, "apply", planPath, "--yes", "--wait", "90s")
+	if !strings.Contains(r.stdout, "upgrade done") || !strings.Contains(r.stdout, "ACTUAL") {
+		t.Fatalf("apply output:\n%s", r)
+	}
+	f.waitVersions(t, newSoftware, newLevel)
+	f.waitAllCurrent(t, "B")
+	l.WaitAcks(t, f.c, 200)
+	total, longest := l.Unavailability()
+	t.Logf("client-visible unavailability across the upgrade: %s in total, longest %s", total, longest)
+
+	// Finalize: the new record format from now on; rollback refused.
+	r = mustUpgrade(t, "finalize", "--mirror", f.node("B").Addr, "--yes")
+	if !strings.Contains(r.stdout, "finalized at format level 2") {
+		t.Fatalf("finalize output:\n%s", r)
+	}
+	for _, m := range f.members {
+		n := f.node(m.name)
+		f.c.WaitFor(t, m.name+" knows the mirror is finalized", 30*time.Second, func() (bool, error) {
+			st, err := local(n)
+			return err == nil && st.FinalizedLevel == newLevel && st.RecordFormat == 2, fmt.Errorf("%+v %v", st.FinalizedLevel, err)
+		})
+	}
+	l.WaitAcks(t, f.c, 200)
+	acked := l.Finish(t)
+	f.checkData(t, acked)
+	failUpgrade(t, "rollback refused", "rollback", planPath, "--yes")
+
+	// A member of the old build is refused by the finalized mirror, with both versions named.
+	E := f.c.Add("E")
+	f.c.AddAgent("E").UseBinary(f.old)
+	f.c.Start("E")
+	E.CLI(t, "mirror", "join", "MIR", "--primary", f.node("B").Addr, "--as", "dr")
+	f.c.WaitFor(t, "E refused for its old format level", 30*time.Second, func() (bool, error) {
+		st, err := local(E)
+		if err != nil {
+			return false, err
+		}
+		msg := ""
+		for _, row := range st.Members {
+			if row.Name == "E" {
+				msg = row.Error
+			}
+		}
+		return strings.Contains(msg, "finalized at format level 2") && strings.Contains(msg, "0.9.0 (format level 1)"), fmt.Errorf("E's error %q", msg)
+	})
+}
+
+// upgradeEvent is one JSON line of upgrade apply --json.
+type upgradeEvent struct {
+	Step  int    `json:"step"`
+	Kind  string `json:"kind"`
+	Phase string `json:"phase"`
+	Event string `json:"event"`
+}
+
+// applyUntil runs upgrade apply --json and kills it with SIGKILL when step reaches phase; it reports whether it did, and
+// what the run printed on stderr.
+func applyUntil(t *testing.T, planPath string, step int, phase string) (bool, string) {
+	t.Helper()
+	cmd := exec.Command(memberproc.Build(t, "upgrade"), "apply", planPath, "--yes", "--json", "--wait", "90s")
+	cmd.Env = append(os.Environ(), "MIRRORKIT_AGENT_TOKEN="+testcluster.AgentToken)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reached := make(chan bool, 1)
+	go func() {
+		dec := json.NewDecoder(stdout)
+		for {
+			var ev upgradeEvent
+			if err := dec.Decode(&ev); err != nil {
+				reached <- false
+				io.Copy(io.Discard, stdout)
+				return
+			}
+			if ev.Step == step && ev.Phase == phase {
+				reached <- true
+				io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+	}()
+	var ok bool
+	select {
+	case ok = <-reached:
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("upgrade apply: no %s of step %d in 3 minutes: %s", phase, step, errb.String())
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	return ok, errb.String()
+}
+
+// TestUpgradeKilledAtEachStepThenRolledBack kills `upgrade apply` with SIGKILL in the action and in the verification of
+// every step in turn, re-running it each time, while a client writes; then rolls the finished upgrade back. An old member
+// is refused the journal once the new build is primary.
+func TestUpgradeKilledAtEachStepThenRolledBack(t *testing.T) {
+	f := newFixture(t, member{"A", ""}, member{"B", "failover"}, member{"C", "dr"})
+	l := f.load(t)
+	l.WaitAcks(t, f.c, 100)
+	planPath, _ := f.plan(t)
+	// preflight, C, no-failover on, B, no-failover off, failover, A.
+	const steps, failoverStep = 7, 6
+	for step := 1; step <= steps; step++ {
+		for _, phase := range []string{"run", "verify"} {
+			if step == 1 && phase == "verify" {
+				continue // the preflight has no verification
+			}
+			if ok, stderr := applyUntil(t, planPath, step, phase); !ok {
+				t.Fatalf("the apply to be killed in the %s of step %d ended before it:\n%s", phase, step, stderr)
+			}
+			if step == failoverStep && phase == "verify" {
+				// B (new build) is primary now; A still runs the old build and is refused the journal, naming both.
+				f.c.WaitFor(t, "A refused by the new primary", 60*time.Second, func() (bool, error) {
+					st, err := local(f.node("A"))
+					if err != nil {
+						return false, err
+					}
+					for _, row := range st.Members {
+						if row.Name == "A" && strings.Contains(row.Error, "may neither receive the journal nor become primary") &&
+							strings.Contains(row.Error, "0.9.0 (format level 1)") && strings.Contains(row.Error, "1.0.0 (format level 2)") {
+							return true, nil
+						}
+					}
+					return false, fmt.Errorf("A's view: %+v", st.Members)
+				})
+			}
+			l.WaitAcks(t, f.c, 20)
+		}
+	}
+	r := mustUpgrade(t, "apply", planPath, "--yes", "--wait", "90s")
+	if !strings.Contains(r.stdout, "upgrade done") {
+		t.Fatalf("the last apply:\n%s", r)
+	}
+	f.waitVersions(t, newSoftware, newLevel)
+	f.waitAllCurrent(t, "B")
+	r = mustUpgrade(t, "status", planPath)
+	if !strings.Contains(r.stdout, "done") || !strings.Contains(r.stdout, "ESTIMATE") {
+		t.Fatalf("status:\n%s", r)
+	}
+	l.WaitAcks(t, f.c, 100)
+
+	// Before finalize the upgrade rolls back: previous binaries in reverse order, the primary role back to A.
+	mustUpgrade(t, "rollback", planPath, "--yes", "--wait", "90s")
+	f.waitVersions(t, oldSoftware, oldLevel)
+	f.waitAllCurrent(t, "A")
+	l.WaitAcks(t, f.c, 100)
+	acked := l.Finish(t)
+	f.checkData(t, acked)
+}
