@@ -39,6 +39,9 @@ const (
 	checkNoFailover    = "no-failover-clear"
 )
 
+// transientWait is how long a failing pre-check is retried when a step runs (not in a dry run).
+const transientWait = 30 * time.Second
+
 // Env is what the steps of one plan act on.
 type Env struct {
 	Plan *plans.Plan
@@ -186,6 +189,15 @@ func Handlers(env *Env) plans.Handlers {
 				continue
 			}
 			detail, err := env.check(ctx, c.Name, s)
+			if err != nil && !env.DryRun && c.Name != checkBinary {
+				// A step resumed after a crash may find its member restarting or a failover settling: what is only
+				// in transition gets a little time before the check counts as failed.
+				deadline := time.Now().Add(min(env.wait()/2, transientWait))
+				for err != nil && time.Now().Before(deadline) && ctx.Err() == nil {
+					time.Sleep(200 * time.Millisecond)
+					detail, err = env.check(ctx, c.Name, s)
+				}
+			}
 			out = append(out, result(c.Name, err, detail))
 		}
 		return out

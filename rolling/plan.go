@@ -120,6 +120,11 @@ func Build(ctx context.Context, o Options) (*plans.Plan, error) {
 		}
 		members = append(members, mem)
 	}
+	if !slices.ContainsFunc(members, func(m member) bool {
+		return m.software != o.Target.Version.Software || m.level != o.Target.Version.Level
+	}) {
+		return nil, fmt.Errorf("nothing to upgrade: every member of mirror %s already runs %s", f.Mirror, o.Target.Describe())
+	}
 	if pst.FinalizedLevel > o.Target.Version.Level {
 		return nil, fmt.Errorf("mirror %s is finalized at format level %d; %s cannot run it", f.Mirror, pst.FinalizedLevel, o.Target.Describe())
 	}

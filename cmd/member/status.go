@@ -84,11 +84,20 @@ func (c *statusCmd) once() error {
 func printMonitor(m mirror.Status, dbs bool) {
 	fmt.Printf("\nmirror %s: epoch %d, primary %s (%s), QoS %s\n", m.Mirror, m.Epoch, m.Primary, m.PrimaryAddr, m.QoS)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tTYPE\tSTATUS\tJOURNAL TRANSFER\tDEJOURNALING")
+	fmt.Fprintln(tw, "MEMBER\tTYPE\tSTATUS\tJOURNAL TRANSFER\tDEJOURNALING\tVERSION")
 	for _, r := range m.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Type, r.Status, dash(r.JournalTransfer), dash(r.Dejournaling))
+		ver := "-"
+		if r.Software != "" {
+			ver = fmt.Sprintf("%s (level %d)", r.Software, r.Level)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Type, r.Status, dash(r.JournalTransfer), dash(r.Dejournaling), ver)
 	}
 	tw.Flush()
+	finalized := "not finalized"
+	if m.FinalizedLevel > 1 {
+		finalized = fmt.Sprintf("finalized at level %d", m.FinalizedLevel)
+	}
+	fmt.Printf("format: %s; failover and DR members need level %d; journal records written in format %d\n", finalized, m.PrimaryLevel, m.RecordFormat)
 	fmt.Printf("arbiter: %s; failover mode: %s", m.Arbiter, m.FailoverMode)
 	if m.ArbiterConnection != "" && m.ArbiterAddr != "" {
 		fmt.Printf(" (%s)", strings.ToLower(m.ArbiterConnection[:1])+m.ArbiterConnection[1:])
@@ -149,8 +158,8 @@ func (c *versionCmd) Run() error {
 	if c.JSON {
 		return printJSON(v)
 	}
-	fmt.Printf("member %s (journal format %d, wire protocol %d..%d, database format %d, %s)\n",
-		v.Software, v.JournalFormat, v.WireMinProtocol, v.WireProtocol, v.DatabaseFormat, v.GoVersion)
+	fmt.Printf("member %s (format level %d: journal format %d with records up to version %d, wire protocol %d..%d, database format %d, %s)\n",
+		v.Software, v.Level, v.JournalFormat, v.RecordFormat, v.WireMinProtocol, v.WireProtocol, v.DatabaseFormat, v.GoVersion)
 	return nil
 }
 

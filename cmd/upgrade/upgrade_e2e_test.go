@@ -436,3 +436,44 @@ func TestUpgradeKilledAtEachStepThenRolledBack(t *testing.T) {
 	acked := l.Finish(t)
 	f.checkData(t, acked)
 }
+
+// Bad input is refused with a clear error, and nothing changes.
+func TestUpgradeBadInput(t *testing.T) {
+	f := newFixture(t, member{"A", ""}, member{"B", "failover"})
+	A := f.node("A").Addr
+	before := f.binaries(t)
+	notMember := filepath.Join(f.dir, "not-a-member")
+	if err := os.WriteFile(notMember, []byte("#!/bin/sh\necho hello\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	failUpgrade(t, "no such file", "plan", "--mirror", A, "--to-binary", filepath.Join(f.dir, "missing"))
+	failUpgrade(t, "not a member binary", "plan", "--mirror", A, "--to-binary", notMember)
+	failUpgrade(t, "needs --db-change-cmd", "plan", "--mirror", A, "--to-binary", f.new, "--procedure", "major-db-change")
+	failUpgrade(t, "--procedure", "plan", "--mirror", A, "--to-binary", f.new, "--procedure", "sideways")
+	failUpgrade(t, "nothing to upgrade: every member of mirror MIR already runs 0.9.0 (format level 1)", "plan", "--mirror", A, "--to-binary", f.old)
+	// Plan files: malformed, of another tool, missing.
+	bad := filepath.Join(f.dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"version": 1, "steps": [`), 0o644)
+	failUpgrade(t, "plan file", "apply", bad, "--yes")
+	other := filepath.Join(f.dir, "other.json")
+	os.WriteFile(other, []byte(`{"version":1,"id":"x1","tool":"migrate add-db","title":"t","created":"2026-01-01T00:00:00Z","steps":[{"n":1,"kind":"add-to-mirror","title":"t","estimate":"1s","downtime":false}],"point_of_no_return":0}`), 0o644)
+	failUpgrade(t, "not an upgrade plan", "apply", other, "--yes")
+	failUpgrade(t, "nothing to roll back", "rollback", mustPlanFile(t, f), "--yes")
+	if after := f.binaries(t); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("refused commands changed members: before %v, after %v", before, after)
+	}
+
+	// Members without host agents cannot be upgraded: the plan says how to fix it.
+	c := testcluster.New(t)
+	c.Add("P")
+	c.Start()
+	mustNode(t, c.Node("P"), "mirror", "create", "SOLO", "--qos", "2s")
+	failUpgrade(t, "member P has no host agent", "plan", "--mirror", c.Node("P").Addr, "--to-binary", f.new)
+}
+
+// mustPlanFile writes a plan (a dry run) and returns its path.
+func mustPlanFile(t *testing.T, f *fixture) string {
+	t.Helper()
+	path, _ := f.plan(t)
+	return path
+}

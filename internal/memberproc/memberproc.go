@@ -116,6 +116,8 @@ type Config struct {
 	Addr, AdminAddr string
 	// ClientTLS is used to check that a member speaking TLS is serving (and by Client).
 	ClientTLS *tls.Config
+	// Binary is the member binary to run (default: this module's, built by Build).
+	Binary string
 }
 
 // Member is a running (or stopped) member process.
@@ -142,7 +144,11 @@ func Start(tb testing.TB, cfg Config) *Member {
 	if cfg.DataDir == "" {
 		cfg.DataDir = tb.TempDir()
 	}
-	m := &Member{tb: tb, bin: Build(tb, "member"), cfg: cfg, LogPath: filepath.Join(tb.TempDir(), cfg.Name+".log")}
+	bin := cfg.Binary
+	if bin == "" {
+		bin = Build(tb, "member")
+	}
+	m := &Member{tb: tb, bin: bin, cfg: cfg, LogPath: filepath.Join(tb.TempDir(), cfg.Name+".log")}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		m.Addr, m.AdminAddr = cfg.Addr, cfg.AdminAddr
