@@ -177,7 +177,7 @@ func untar(t *testing.T, archive, dir string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(dir, filepath.Clean("/" + hdr.Name))
+		path := filepath.Join(dir, filepath.Clean("/"+hdr.Name))
 		if hdr.Typeflag == tar.TypeDir {
 			if err := os.MkdirAll(path, 0o755); err != nil {
 				t.Fatal(err)
