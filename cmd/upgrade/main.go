@@ -140,6 +140,9 @@ func (c *planCmd) Run() error {
 		if err != nil {
 			return err
 		}
+		if err := replaceablePlan(c.Output); err != nil {
+			return err
+		}
 		if err := atomicfile.Write(c.Output, data, 0o644); err != nil {
 			return fmt.Errorf("write the plan: %w", err)
 		}
@@ -161,6 +164,33 @@ func (c *planCmd) Run() error {
 		}
 	}
 	return nil
+}
+
+// replaceablePlan removes the progress of the plan at path, if any, so that a new plan can be written there: refused while
+// that plan was applied only in part (finish it or roll it back first, or write the new plan elsewhere).
+func replaceablePlan(path string) error {
+	pf := planFile{File: path}
+	st, err := pf.state()
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		return nil
+	}
+	applied, undone := 0, 0
+	for _, s := range st.Steps {
+		switch s.Status {
+		case plans.StatusDone, plans.StatusRunning, plans.StatusFailed:
+			applied++
+		case plans.StatusUndone:
+			undone++
+		}
+	}
+	if !st.Finished && applied > 0 {
+		return fmt.Errorf("%s holds plan %s, applied in part (%d steps): finish it with `upgrade apply %s` or undo it with `upgrade rollback %s`, or write the new plan to another file",
+			path, st.PlanID, applied, path, path)
+	}
+	return os.Remove(pf.statePath())
 }
 
 // planFile is a plan given on the command line and its progress file next to it.
@@ -198,6 +228,15 @@ func (f *planFile) state() (*plans.State, error) {
 	return st, nil
 }
 
+// stateFor is the progress of plan p, checked to belong to it.
+func (f *planFile) stateFor(p *plans.Plan) (*plans.State, error) {
+	st, err := f.state()
+	if err == nil && st != nil && st.PlanID != p.ID {
+		err = fmt.Errorf("%s is the progress of plan %s, not of plan %s in %s: the plan file was replaced; remove the progress file to start over", f.statePath(), st.PlanID, p.ID, f.File)
+	}
+	return st, err
+}
+
 type applyCmd struct {
 	connFlags
 	planFile
@@ -215,7 +254,7 @@ func (c *applyCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	st, err := c.state()
+	st, err := c.stateFor(p)
 	if err != nil {
 		return err
 	}
@@ -262,7 +301,7 @@ func (c *statusCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("plan file %s: %w", c.File, err)
 	}
-	st, err := c.state()
+	st, err := c.stateFor(p)
 	if err != nil {
 		return err
 	}
@@ -316,7 +355,7 @@ func (c *rollbackCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	st, err := c.state()
+	st, err := c.stateFor(p)
 	if err != nil {
 		return err
 	}

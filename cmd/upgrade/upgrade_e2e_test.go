@@ -413,6 +413,10 @@ func TestUpgradeKilledAtEachStepThenRolledBack(t *testing.T) {
 					return false, fmt.Errorf("A's view: %+v", st.Members)
 				})
 			}
+			if step == failoverStep && phase == "verify" {
+				// Finalize is refused while A runs the old build, and says so.
+				failUpgrade(t, "A runs 0.9.0 (format level 1)", "finalize", "--mirror", f.node("B").Addr, "--yes")
+			}
 			l.WaitAcks(t, f.c, 20)
 		}
 	}
@@ -476,4 +480,51 @@ func mustPlanFile(t *testing.T, f *fixture) string {
 	t.Helper()
 	path, _ := f.plan(t)
 	return path
+}
+
+// TestUpgradeProcedures: a maintenance release (same format level) with fail-back, then a planned-downtime upgrade to the
+// next level with a database change applied on the primary.
+func TestUpgradeProcedures(t *testing.T) {
+	f := newFixture(t, member{"A", ""}, member{"B", "failover"})
+	mustNode(t, f.node("A"), "kv", "set", "--db", "APP", "^Before", "1")
+
+	// 0.9.0 to 0.9.1, both format level 1: a maintenance release, handed back to A at the end.
+	f.new = memberproc.BuildVersion(t, "member", "0.9.1", oldLevel)
+	planPath, r := f.plan(t, "--failback")
+	for _, want := range []string{"(maintenance procedure)", "planned failover: A hands the primary role to B", "planned failover: B hands the primary role to A"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("maintenance plan lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	mustUpgrade(t, "apply", planPath, "--yes", "--wait", "90s")
+	f.waitVersions(t, "0.9.1", oldLevel)
+	f.waitAllCurrent(t, "A")
+
+	// Planned downtime to 1.0.0 with a database change on the primary: the change is the point of no return.
+	f.new = memberproc.BuildVersion(t, "member", newSoftware, newLevel)
+	change := fmt.Sprintf(`%s kv set --member "$MIRRORKIT_PRIMARY_ADDR" --db APP '^Changed' "by $MIRRORKIT_PRIMARY"`, memberproc.Build(t, "member"))
+	planPath, r = f.plan(t, "--procedure", "planned-downtime", "--db-change-cmd", change)
+	for _, want := range []string{"(planned-downtime procedure)", "stop A", "start A with 1.0.0", "point of no return", "apply the database changes on the primary A"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("planned-downtime plan lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	mustUpgrade(t, "apply", planPath, "--yes", "--wait", "90s")
+	f.waitVersions(t, newSoftware, newLevel)
+	f.waitAllCurrent(t, "A")
+	for _, m := range f.members {
+		n := f.node(m.name)
+		f.c.WaitFor(t, "the database change reaches "+m.name, 30*time.Second, func() (bool, error) {
+			r := n.CLI(t, "kv", "get", "--db", "APP", "^Changed")
+			return strings.TrimSpace(r.Stdout) == "by A", fmt.Errorf("^Changed on %s: %q %s", m.name, r.Stdout, r.Stderr)
+		})
+		if got := strings.TrimSpace(mustNode(t, n, "kv", "get", "--db", "APP", "^Before")); got != "1" {
+			t.Fatalf("^Before on %s after the upgrades: %q", m.name, got)
+		}
+	}
+	// The database change cannot be undone: rollback stops before it.
+	r = runUpgrade(t, "rollback", planPath, "--yes")
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "point of no return") {
+		t.Fatalf("rollback past the point of no return: %s", r)
+	}
 }
