@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -260,6 +261,29 @@ func (j mirrorJournal) WaitDurable(ctx context.Context, pos journal.Position) er
 		return err
 	}
 	return j.mir.waitBackup(ctx, pos)
+}
+
+// WaitReadable makes a read wait until what it may have seen is as safe as an acknowledged commit: durable here and, on the
+// primary, acknowledged by an Active backup. A read on a primary that is deposed meanwhile is refused like any request to
+// a member that is not the primary, and the client retries at the new one.
+func (j mirrorJournal) WaitReadable(ctx context.Context, pos journal.Position) error {
+	if err := j.mir.jrn.WaitDurable(ctx, pos); err != nil {
+		return err
+	}
+	if j.mir.Role() != RolePrimary {
+		return nil
+	}
+	err := j.mir.waitBackup(ctx, pos)
+	var we *wire.Error
+	if errors.As(err, &we) && we.Code == wire.CodeOutcomeUnknown {
+		j.mir.mu.Lock()
+		defer j.mir.mu.Unlock()
+		e := j.mir.notPrimaryLocked("")
+		e.(*wire.Error).Message = fmt.Sprintf("member %s stopped being the primary of mirror %s while a read waited for the backup; the primary is %s",
+			j.mir.mgr.opts.Self, j.mir.name, j.mir.st.Config.Primary)
+		return e
+	}
+	return err
 }
 
 func (j mirrorJournal) Sync() error                   { return j.mir.jrn.Sync() }

@@ -51,6 +51,12 @@ type Journal interface {
 	DurableEnd() journal.Position
 }
 
+// ReadWaiter is implemented by a Journal whose reads must wait for more than local durability: a mirror's primary must not
+// answer a read with data its backup has not acknowledged yet (a failover could lose it after the read saw it).
+type ReadWaiter interface {
+	WaitReadable(ctx context.Context, pos journal.Position) error
+}
+
 // WriteGate decides whether a mirrored database may be used on this member now. BeginWrite may wait (during a role change)
 // and returns the function to call once the write has committed or failed. BeginRead decides about reads the same way: a
 // primary handing over holds them, a backup refuses them (its copy is a standby; clients read the primary), asyncs serve them.

@@ -110,10 +110,13 @@ func (d *Database) exec(ctx context.Context, ops []wire.Op, writes bool) ([]wire
 	return results, end, nil
 }
 
-// waitReadable waits until everything appended to the journal so far is durable, so a read never returns data that a crash
-// could still take away.
+// waitReadable waits until everything appended to the journal so far is durable (and, for a journal that says so, as safe
+// as an acknowledged commit), so a read never returns data that a crash or a failover could still take away.
 func (d *Database) waitReadable(ctx context.Context, jrn Journal) error {
 	end := jrn.AppendedEnd()
+	if rw, ok := jrn.(ReadWaiter); ok {
+		return rw.WaitReadable(ctx, end)
+	}
 	if !jrn.DurableEnd().Less(end) {
 		return nil
 	}
