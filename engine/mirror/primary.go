@@ -152,6 +152,7 @@ func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
 	if why := streamRefusal(&cfg, mc.Name, mc.Type, start.Software, int(start.Level)); why != "" {
 		mir.mu.Unlock()
 		mir.log.Warn().Str("peer", mc.Name).Msg(why)
+		mir.noteMemberVersion(mc.Name, start.Software, int(start.Level)) // so that status and finalize show what it runs
 		e := &wire.Error{Code: wire.CodeVersion, Message: why}
 		refuse(c, e)
 		return e

@@ -128,11 +128,14 @@ func (mir *Mirror) Finalize() (FinalizeResult, error) {
 			continue
 		}
 		r, ok := mir.replicas[m.Name]
+		connected := ok && !r.ended()
 		switch {
-		case !ok || r.ended():
-			behind = append(behind, fmt.Sprintf("%s is not connected (last seen running %s)", m.Name, describeMember(m.Software, m.Level)))
+		case levelOr1(m.Level) < version.Level && !connected:
+			behind = append(behind, fmt.Sprintf("%s runs %s and is not connected", m.Name, describeMember(m.Software, m.Level)))
 		case levelOr1(m.Level) < version.Level:
 			behind = append(behind, fmt.Sprintf("%s runs %s", m.Name, describeMember(m.Software, m.Level)))
+		case !connected:
+			behind = append(behind, fmt.Sprintf("%s is not connected (last seen running %s)", m.Name, describeMember(m.Software, m.Level)))
 		}
 	}
 	mir.mu.Unlock()
