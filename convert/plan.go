@@ -174,7 +174,6 @@ func Build(ctx context.Context, env *Env) (*plans.Plan, error) {
 			Title:  fmt.Sprintf("add %s, with its data, to mirror %s on %s: a marker in its local journal tells the shadows where it continues", db, o.Mirror, src.Name),
 			Checks: []plans.Check{guard, {Name: "database", Title: fmt.Sprintf("%s is a mounted local database of %s, or already in this mirror", db, src.Name)}},
 			Verify: fmt.Sprintf("%s is Normal in mirror %s on %s", db, o.Mirror, src.Name),
-			Undo:   fmt.Sprintf("take %s out of the mirror again on %s (it stays a local database, and the shadows keep applying it)", db, src.Name),
 			// Hashing the database at the add position (for the in-place check) reads it once.
 			Estimate: estimate(sizes[db], 400<<20)})
 	}
@@ -245,11 +244,18 @@ func Build(ctx context.Context, env *Env) (*plans.Plan, error) {
 			Verify:   fmt.Sprintf("%s has no shadow %s", d.m.Name, d.shadow.Name),
 			Estimate: plans.Duration(time.Second)})
 	}
-	// Deleting a copy and removing a shadow cannot be undone.
+	// Once a database is in the mirror, applications write it through the mirror journal: its shadow copies stop at the
+	// marker and could not follow it back to the source's local journal, so adding it cannot be undone (nor, later,
+	// deleting a copy or removing a shadow). Creating the mirror and the joins can.
 	for _, s := range p.Steps {
-		if s.Kind == KindDiscardCopy || s.Kind == KindRemoveShadow {
+		if s.Kind == KindAdd || s.Kind == KindDiscardCopy || s.Kind == KindRemoveShadow {
 			p.PointOfNoReturn = s.N
 			break
+		}
+	}
+	for i := range p.Steps {
+		if p.PointOfNoReturn > 0 && p.Steps[i].N >= p.PointOfNoReturn {
+			p.Steps[i].Undo = "" // never run: undo stops before the point of no return
 		}
 	}
 	return p, nil

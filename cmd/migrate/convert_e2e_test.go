@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -395,6 +396,47 @@ func TestConvertShadowKillEachStep(t *testing.T) {
 	if got := snapshotBytesServed(t, A); got != 0 {
 		t.Fatalf("A served %.0f snapshot bytes: a copy was made", got)
 	}
+}
+
+// TestConvertShadowUndo: a conversion stopped before its point of no return (the first database added to the mirror) is
+// undone — the mirror removed, the destinations out of it — and the shadows keep applying the source as before; past that
+// point, undo is refused with the reason.
+func TestConvertShadowUndo(t *testing.T) {
+	dbs := []string{"ONE"}
+	c, A := shadowSetup(t, dbs, "B", "C")
+	args := convertArgs(c, "--state-dir", t.TempDir(), "--yes", "--json")
+	dry := mustMigrate(t, nil, append(convertArgs(c, "--state-dir", t.TempDir()), "--dry-run")...)
+	if !strings.Contains(dry.stdout, "point of no return") {
+		t.Fatalf("the plan does not show its point of no return:\n%s", dry.stdout)
+	}
+	// Steps: create the mirror, B joins, C joins, add ONE (the point of no return), … Stop in C's join.
+	if killed, r := runConvertUntil(t, 3, "verify", args); !killed {
+		t.Fatalf("the run ended before the verification of step 3: %s", r)
+	}
+	undo := decodeOutput(t, mustMigrate(t, nil, append(args, "--undo")...).stdout)
+	if last := undo[len(undo)-1]; last.Event != "undone" {
+		t.Fatalf("the undo did not end with its result: %+v", last)
+	}
+	for _, n := range []*testcluster.Node{A, c.Node("B"), c.Node("C")} {
+		if sts := mirrorsOf(t, n); len(sts) != 0 {
+			t.Fatalf("after the undo %s is still in mirror %s", n.Name, sts[0].Mirror)
+		}
+	}
+	// Shadowing goes on: new writes on the source reach both copies.
+	cl := A.Client(t, 1)
+	for i := range 50 {
+		if err := cl.Set(context.Background(), "ONE", fmt.Sprintf("^AfterUndo(%d)", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"B", "C"} {
+		waitShadowCurrent(t, c, A, c.Node(d), dbs)
+	}
+
+	// Run to completion; then undo is refused: the databases are in the mirror.
+	mustMigrate(t, nil, args...)
+	failMigrate(t, nil, "point of no return", append(args, "--undo")...)
+	checkConverted(t, c, nil, dbs)
 }
 
 // Bad options are refused with an error that says what is wrong, before anything changes.
