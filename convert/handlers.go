@@ -238,11 +238,11 @@ func (env *Env) joinInPlace(ctx context.Context, s *plans.Step, ev plans.Events)
 		ds, ok := shadowDB(st, db)
 		switch {
 		case !ok:
-			return permanent(fmt.Errorf("shadow %s on %s does not map %s", name, m.Name, db))
+			return plans.Permanent(fmt.Errorf("shadow %s on %s does not map %s", name, m.Name, db))
 		case ds.Modified:
-			return permanent(fmt.Errorf("the copy of %s on %s was written there since shadowing began: make a new plan (it then copies it from the primary)", db, m.Name))
+			return plans.Permanent(fmt.Errorf("the copy of %s on %s was written there since shadowing began: make a new plan (it then copies it from the primary)", db, m.Name))
 		case st.State == shadow.Error:
-			return permanent(fmt.Errorf("shadow %s on %s is in error: %s", name, m.Name, st.Error))
+			return plans.Permanent(fmt.Errorf("shadow %s on %s is in error: %s", name, m.Name, st.Error))
 		case ds.ToMirror == nil || !strings.EqualFold(ds.ToMirror.Mirror, env.Fleet.Mirror):
 			return fmt.Errorf("shadow %s has not applied the source's marker for %s yet (checkpoint %s)", name, db, st.Checkpoint)
 		}
@@ -251,7 +251,7 @@ func (env *Env) joinInPlace(ctx context.Context, s *plans.Step, ev plans.Events)
 			if strings.Contains(err.Error(), "has not reached") || strings.Contains(err.Error(), "try again shortly") {
 				return err
 			}
-			return permanent(err)
+			return plans.Permanent(err)
 		}
 		if ev != nil && !res.Already {
 			detail := "no hash from the primary to check it against"
@@ -276,32 +276,13 @@ func shadowDB(st shadow.Status, db string) (shadow.DBStatus, bool) {
 	return st.Databases[i], true
 }
 
-type permanentError struct{ error }
-
-func (e permanentError) Unwrap() error { return e.error }
-
-func permanent(err error) error { return permanentError{err} }
-
 // waitFor retries f until it succeeds, fails permanently, or the wait ends.
 func (env *Env) waitFor(ctx context.Context, f func() error) error {
 	wait := env.Wait
 	if wait <= 0 {
 		wait = 30 * time.Minute
 	}
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	for {
-		err := f()
-		var pe permanentError
-		if err == nil || errors.As(err, &pe) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (gave up after %s)", err, wait)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return plans.WaitFor(ctx, wait, 100*time.Millisecond, f)
 }
 
 func ok(name, detail string) plans.CheckResult {

@@ -146,27 +146,8 @@ func (e *Env) agent(name string) (*agent.Client, error) {
 
 // waitFor retries f until it succeeds, fails permanently, or the wait ends.
 func (e *Env) waitFor(ctx context.Context, f func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, e.wait())
-	defer cancel()
-	for {
-		err := f()
-		var pe permanentError
-		if err == nil || errors.As(err, &pe) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (gave up after %s)", err, e.wait())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return plans.WaitFor(ctx, e.wait(), 50*time.Millisecond, f)
 }
-
-type permanentError struct{ error }
-
-func (e permanentError) Unwrap() error { return e.error }
-
-func permanent(err error) error { return permanentError{err} }
 
 func result(name string, err error, detail string) plans.CheckResult {
 	if err != nil {
@@ -589,7 +570,7 @@ func (e *Env) waitVersion(ctx context.Context, name, software string, level int,
 		r, ok := l.row(name)
 		switch {
 		case !ok:
-			return permanent(fmt.Errorf("%s is no longer a member of mirror %s", name, l.f.Mirror))
+			return plans.Permanent(fmt.Errorf("%s is no longer a member of mirror %s", name, l.f.Mirror))
 		case r.JournalTransfer != mirror.TransferActive && r.JournalTransfer != mirror.CaughtUp:
 			return fmt.Errorf("%s runs %s but has not caught up with the primary %s yet (%s %s) %s", name, software, l.st.Primary, r.Status, r.JournalTransfer, r.Error)
 		case memberType(r.Type) == string(mirror.Failover) && r.JournalTransfer != mirror.TransferActive:
@@ -656,7 +637,7 @@ func (e *Env) waitActiveBackup(ctx context.Context, name string) error {
 		}
 		r, ok := l.row(name)
 		if !ok {
-			return permanent(fmt.Errorf("%s is no longer a member of mirror %s", name, l.f.Mirror))
+			return plans.Permanent(fmt.Errorf("%s is no longer a member of mirror %s", name, l.f.Mirror))
 		}
 		if r.JournalTransfer != mirror.TransferActive {
 			return fmt.Errorf("%s is not the Active backup of %s (%s %s) %s", name, l.st.Primary, r.Status, r.JournalTransfer, r.Error)

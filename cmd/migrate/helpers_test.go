@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,20 +34,8 @@ func (r result) String() string {
 // migrate runs the migrate binary with args and env (KEY=VALUE) added to the environment.
 func migrate(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(memberproc.Build(t, "migrate"), args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run migrate %v: %v", args, err)
-	}
-	return r
+	r := memberproc.Run(t, "migrate", env, args...)
+	return result{stdout: r.Stdout, stderr: r.Stderr, code: r.ExitCode}
 }
 
 func mustMigrate(t *testing.T, env []string, args ...string) result {

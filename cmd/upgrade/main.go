@@ -237,6 +237,20 @@ func (f *planFile) stateFor(p *plans.Plan) (*plans.State, error) {
 	return st, err
 }
 
+// open reads the plan file, its environment and its progress (nil before the first apply).
+func open(conn *connFlags, f *planFile) (*plans.Plan, *rolling.Env, *plans.State, error) {
+	o, err := conn.options()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, env, err := f.load(o)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := f.stateFor(p)
+	return p, env, st, err
+}
+
 type applyCmd struct {
 	connFlags
 	planFile
@@ -246,15 +260,7 @@ type applyCmd struct {
 func (c *applyCmd) Run() error {
 	ctx, cancel := signalContext()
 	defer cancel()
-	o, err := c.options()
-	if err != nil {
-		return err
-	}
-	p, env, err := c.load(o)
-	if err != nil {
-		return err
-	}
-	st, err := c.stateFor(p)
+	p, env, st, err := open(&c.connFlags, &c.planFile)
 	if err != nil {
 		return err
 	}
@@ -347,15 +353,7 @@ type rollbackCmd struct {
 func (c *rollbackCmd) Run() error {
 	ctx, cancel := signalContext()
 	defer cancel()
-	o, err := c.options()
-	if err != nil {
-		return err
-	}
-	p, env, err := c.load(o)
-	if err != nil {
-		return err
-	}
-	st, err := c.stateFor(p)
+	p, env, st, err := open(&c.connFlags, &c.planFile)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -110,19 +109,8 @@ func (r result) String() string {
 
 func runUpgrade(t *testing.T, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(memberproc.Build(t, "upgrade"), args...)
-	cmd.Env = append(os.Environ(), "MIRRORKIT_AGENT_TOKEN="+testcluster.AgentToken)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	r := memberproc.Run(t, "upgrade", []string{"MIRRORKIT_AGENT_TOKEN=" + testcluster.AgentToken}, args...)
+	return result{stdout: r.Stdout, stderr: r.Stderr, code: r.ExitCode}
 }
 
 func mustUpgrade(t *testing.T, args ...string) result {

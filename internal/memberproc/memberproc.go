@@ -359,7 +359,14 @@ type Result struct {
 // CLI runs the member binary with args (for commands that talk to a member, include "--member", m.Addr).
 func CLI(tb testing.TB, args ...string) Result {
 	tb.Helper()
-	cmd := exec.Command(Build(tb, "member"), args...)
+	return Run(tb, "member", nil, args...)
+}
+
+// Run runs the binary of ./cmd/<name> (built by Build) with args, and env (KEY=VALUE) added to the environment.
+func Run(tb testing.TB, name string, env []string, args ...string) Result {
+	tb.Helper()
+	cmd := exec.Command(Build(tb, name), args...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -369,7 +376,7 @@ func CLI(tb testing.TB, args ...string) Result {
 	case errors.As(err, &ee):
 		res.ExitCode = ee.ExitCode()
 	case err != nil:
-		tb.Fatalf("run member %v: %v", args, err)
+		tb.Fatalf("run %s %v: %v", name, args, err)
 	}
 	return res
 }
