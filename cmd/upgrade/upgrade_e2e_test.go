@@ -455,6 +455,15 @@ func TestUpgradeBadInput(t *testing.T) {
 		t.Fatalf("refused commands changed members: before %v, after %v", before, after)
 	}
 
+	// A plan made before someone else moved the primary refuses to run: its expected-primary guard.
+	planPath := mustPlanFile(t, f)
+	mustNode(t, f.node("A"), "mirror", "failover", "MIR")
+	f.waitAllCurrent(t, "B")
+	failUpgrade(t, "another operator or a failover moved it", "apply", planPath, "--yes", "--wait", "5s")
+	if after := f.binaries(t); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("a plan refused by its guard changed members: before %v, after %v", before, after)
+	}
+
 	// Members without host agents cannot be upgraded: the plan says how to fix it.
 	c := testcluster.New(t)
 	c.Add("P")
