@@ -2,7 +2,9 @@ package main_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,4 +157,47 @@ func TestPromoteDRWithoutPrimary(t *testing.T) {
 			t.Fatalf("after the promotion: not validated %v, A is %q", st.NotValidated, row(st, "A").Type)
 		}
 	})
+}
+
+// TestPrimaryStopsWhileItsBackupIsGone: a primary told to stop just after its backup was stopped — In Trouble, with commits
+// waiting for an acknowledgement or for the trouble to be resolved — still shuts down: the waiting commits end with an
+// unknown outcome instead of holding the shutdown forever.
+func TestPrimaryStopsWhileItsBackupIsGone(t *testing.T) {
+	f := newAgentMirror(t, []member{{"A", ""}, {"B", "failover"}})
+	defer dumpLogs(t, f.c)
+	A := f.c.Node("A")
+	cl := A.Client(t, 4)
+	stop := make(chan struct{})
+	acked := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if cl.Set(ctx, "APP", fmt.Sprintf("^S(%d,%d)", w, i), []byte("x")) == nil {
+					select {
+					case acked <- struct{}{}:
+					default:
+					}
+				}
+				cancel()
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	<-acked
+	f.c.Node("B").StopByAgent()
+	// The agent's stop waits for the member to exit, within the agent call timeout: it fails the test if A hangs.
+	A.StopByAgent()
+	ms, err := A.Agent().Client().Member(context.Background(), "A")
+	if err != nil || ms.Running {
+		t.Fatalf("A after its stop: %+v %v", ms, err)
+	}
 }

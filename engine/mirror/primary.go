@@ -455,6 +455,11 @@ func (mir *Mirror) waitBackup(ctx context.Context, pos journal.Position) error {
 		if waitAck && !r.acked.Less(pos) {
 			return nil
 		}
+		if mir.mgr.ctx.Err() != nil {
+			// The member is shutting down: its mirrors have stopped, so nothing will resolve a trouble or deliver an ack,
+			// and a commit waiting for either would hold the shutdown forever.
+			return mir.unknownOutcomeLocked(pos, "the member is shutting down")
+		}
 		switch {
 		case mir.fo.trouble || mir.fo.waiting || !mir.leaseLocked():
 			// Neither acknowledged nor refused yet: it is decided when the trouble is.
