@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -73,6 +74,9 @@ func fetch(ctx context.Context, source string) (string, func(), error) {
 	none := func() {}
 	if !strings.HasPrefix(source, "s3://") {
 		p := strings.TrimPrefix(source, "file://")
+		if !filepath.IsAbs(p) {
+			return "", none, fmt.Errorf("binary %s: give an absolute path (the members' agents read it, from their own working directories)", source)
+		}
 		if _, err := os.Stat(p); err != nil {
 			return "", none, fmt.Errorf("binary %s: %w", source, err)
 		}

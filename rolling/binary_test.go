@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mirrorkit/mirrorkit/backup/s3stage"
@@ -49,6 +50,9 @@ func TestInspect(t *testing.T) {
 	}
 	if _, err := Inspect(ctx, filepath.Join(dir, "missing")); err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Inspect of a missing file: %v", err)
+	}
+	if _, err := Inspect(ctx, "bin/member"); err == nil || !strings.Contains(err.Error(), "absolute path") {
+		t.Fatalf("Inspect of a relative path: %v", err)
 	}
 	if _, err := Inspect(ctx, "s3://"); err == nil {
 		t.Fatal("Inspect of s3:// with no bucket succeeded")

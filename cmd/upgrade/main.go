@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -114,7 +115,14 @@ func (c *planCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	target, err := rolling.Inspect(ctx, c.ToBinary)
+	source := c.ToBinary
+	if !strings.Contains(source, "://") {
+		// A path on this host: the agents need it absolute.
+		if source, err = filepath.Abs(source); err != nil {
+			return err
+		}
+	}
+	target, err := rolling.Inspect(ctx, source)
 	if err != nil {
 		return err
 	}
