@@ -335,6 +335,7 @@ pg_stop "$sync_dir/primary"
 
 [ "${BENCH_BACKUP:-1}" = 0 ] || ./scripts/bench-backup.sh
 [ "${BENCH_CONVERT:-1}" = 0 ] || ./scripts/bench-convert.sh
+[ "${BENCH_UPGRADE:-1}" = 0 ] || ./scripts/bench-upgrade.sh
 step "results"
 # Other work on a shared machine shows here; a high figure explains a noisy run.
 facts+=("Load average (1, 5, 15 min) at the end=$(cut -d' ' -f1-3 /proc/loadavg)")
@@ -344,6 +345,7 @@ includes=()
 [ -f bench/longfaults.md ] && includes+=(--include bench/longfaults.md)
 [ -f bench/backup.md ] && includes+=(--include bench/backup.md)
 [ -f bench/convert.md ] && includes+=(--include bench/convert.md)
+[ -f bench/upgrade.md ] && includes+=(--include bench/upgrade.md)
 "$BIN/benchreport" --results "$work/results.jsonl" --out "$OUT" "${includes[@]}" \
   --duration "${DURATION}s" --warmup "${WARMUP}s" --conns "$CONNS" --qos "$QOS" \
   --pgbench-script "$work/upsert.sql" --pgbench-args="-n -M prepared -f upsert.sql -c N -j min(N, nproc) -T $DURATION --log" \

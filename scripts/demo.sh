@@ -238,5 +238,106 @@ step "shut the mirror down"
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for p in "${pids[@]}"; do wait "$p" || true; done
 pids=()
+
+# ---------------------------------------------------------------------------------------------------------------------------
+# Part four: a rolling upgrade under load. Three members of an old build (0.9.0, format level 1), each run by a host agent
+# of its own, are upgraded to bin/member (format level 2) by `upgrade plan` and `upgrade apply` while a client writes
+# throughout; failoverbench prints the pauses that client saw. `upgrade finalize` then switches the journal format.
+upgrade="$BIN/upgrade"
+old="$work/member-0.9.0"
+fb="$work/failoverbench"
+export MIRRORKIT_AGENT_TOKEN=demo-agent # every agent requires it; the members and `upgrade` present it
+declare -A agent_pid
+AGPORT=$(free_port) # the agents' port, on each member's IP
+U_A="127.0.0.31:$MPORT"; U_B="127.0.0.32:$MPORT"; U_C="127.0.0.33:$MPORT"
+
+# A member run by an agent outlives its agent, so it is found as the agent's child first and stopped after it.
+stop_hosts() { # SIGNAL
+  local name children p
+  for name in "${!agent_pid[@]}"; do
+    children=$(pgrep -P "${agent_pid[$name]}" || true)
+    kill "-$1" "${agent_pid[$name]}" 2>/dev/null || true
+    wait "${agent_pid[$name]}" 2>/dev/null || true
+    for p in $children; do
+      kill "-$1" "$p" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    done
+    unset "agent_pid[$name]"
+  done
+}
+trap 'stop_hosts KILL; cleanup_mirror; cleanup' EXIT
+
+start_host() { # name ip: an agent on the member's IP that runs the member with the old build, started with the agent
+  local name=$1 ip=$2
+  cat >"$work/agent-$name.toml" <<EOF
+listen = "$ip:$AGPORT"
+token = "$MIRRORKIT_AGENT_TOKEN"
+
+[[member]]
+name = "$name"
+binary = "$old"
+args = ["run", "--name", "$name", "--data-dir", "$work/upgrade-$name", "--listen", "$ip:$MPORT", "--admin-listen", "$ip:$APORT",
+  "--log-format", "json", "--agent-addr", "$ip:$AGPORT"]
+data_dir = "$work/upgrade-$name"
+log = "$work/upgrade-$name.log"
+autostart = true
+EOF
+  "$member" agent --config "$work/agent-$name.toml" --log-format json >>"$work/agent-$name.log" 2>&1 &
+  agent_pid[$name]=$!
+  for _ in $(seq 1 300); do
+    "$member" status --member "$ip:$MPORT" --timeout 1s >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "member $name did not start under its agent"; tail -n 20 "$work/agent-$name.log" "$work/upgrade-$name.log"; exit 1
+}
+
+step "an old release: member 0.9.0 at format level 1 (this source with other version stamps)"
+run go build -ldflags "-X github.com/mirrorkit/mirrorkit/engine/version.Software=0.9.0 -X github.com/mirrorkit/mirrorkit/engine/version.level=1" \
+  -o "$old" ./cmd/member
+run "$old" version
+go build -o "$fb" ./bench/failoverbench
+
+step "three members of 0.9.0, each run by a host agent of its own: A on $U_A, B on $U_B, C on $U_C"
+start_host A 127.0.0.31
+start_host B 127.0.0.32
+start_host C 127.0.0.33
+echo "(A's agent, from $work/agent-A.toml; with --agent-addr the mirror records each member's agent, where upgrade finds it)"
+sed 's/^/    /' "$work/agent-A.toml"
+
+step "create mirror UPG on A, join B as backup and C as DR async, and the database STORE on every member"
+run "$member" mirror create UPG --member "$U_A" --qos 2s
+run "$member" mirror join UPG --member "$U_B" --primary "$U_A" --as failover
+run "$member" mirror join UPG --member "$U_C" --primary "$U_A" --as dr
+run "$member" db create STORE --mirror UPG --member "$U_A"
+for m in "$U_B" "$U_C"; do
+  for i in $(seq 1 100); do # a member takes the database once the mirror's configuration has reached it
+    "$member" db create STORE --mirror UPG --member "$m" >/dev/null 2>&1 && break
+    [ "$i" -lt 100 ] || { echo "could not create STORE on $m"; exit 1; }
+    sleep 0.1
+  done
+done
+wait_json "$U_A" '"journal_transfer": "Active"'
+run "$member" status --member "$U_A"
+
+step "the upgrade plan to $BIN/member: the order, live pre-checks and expected pause; nothing changes"
+# The agents read the binary from the path in the plan: an absolute one.
+run "$upgrade" plan --mirror "$U_A,$U_B,$U_C" --to-binary "$(realpath "$member")" -o "$work/plan.json"
+
+step "apply it while a client writes through the mirror-aware client, which reports the pauses it saw"
+run "$fb" during --members "$U_A,$U_B,$U_C" --mirror UPG --db STORE --clients 8 --warmup 1s --settle 2s \
+  --command-log "$work/apply.log" -- "$upgrade" apply "$work/plan.json" --yes
+echo "(upgrade apply printed its progress to $work/apply.log, and at the end:)"
+sed -n '/^upgrade done/,$p' "$work/apply.log"
+
+step "every member runs the new build; B is the primary, A its backup"
+wait_json "$U_B" '"journal_transfer": "Active"'
+run "$member" status --member "$U_B"
+
+step "finalize: the mirror writes the new journal format from now on (no way back to 0.9.0 after this)"
+run "$upgrade" finalize --mirror "$U_B" --yes
+run "$member" status --member "$U_B"
+
+step "shut the upgraded mirror down (its agents, then its members)"
+stop_hosts TERM
 echo
 echo "demo complete"

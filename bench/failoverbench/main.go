@@ -1,4 +1,4 @@
-// Command failoverbench measures a running mirror under commit load, for scripts/bench.sh:
+// Command failoverbench measures a running mirror under commit load, for scripts/bench.sh and scripts/bench-upgrade.sh:
 //
 //   - wait: until every backup is Active and every async caught up, then print the primary's data address;
 //   - failover: planned failovers (`member mirror failover`) while clients write through one mirror-aware client, each
@@ -8,11 +8,15 @@
 //   - unplanned: automatic failovers of a mirror it makes itself (an arbiter and two failover members, processes of the
 //     member binary, each member reaching the other and the arbiter through fault proxies in this process): rounds of
 //     the primary killed, stopped or isolated while clients write, each round's application-visible unavailability,
-//     and every acknowledged write read back at the end.
+//     and every acknowledged write read back at the end;
+//   - during: a command (`upgrade apply`, say) run while clients write through one mirror-aware client: the pauses the
+//     clients saw from its start until a settling time after it ended, every client error, and every acknowledged
+//     write read back at the end from the primary of the time.
 //
-// wait, failover and lag read the members' state only through their admin APIs and change it only through the member
-// command line, as an operator would. unplanned owns the processes, data directories and proxies of the mirror it
-// makes, and stops them before it exits; it never touches a mirror it did not make.
+// wait, failover, lag and during read the members' state only through their admin APIs, and failover changes it only
+// through the member command line, as an operator would; during changes nothing itself, only the command it runs does.
+// unplanned owns the processes, data directories and proxies of the mirror it makes, and stops them before it exits; it
+// never touches a mirror it did not make.
 package main
 
 import (
@@ -32,6 +36,7 @@ type cli struct {
 	Lag      lagCmd      `cmd:"" help:"An async member's lag behind the primary while clients commit at full load."`
 	// Unlike the commands above, which are given a running mirror, unplanned makes its own: its faults kill processes.
 	Unplanned unplannedCmd `cmd:"" help:"Unplanned failovers (the primary killed, stopped or isolated) under load, with an arbiter: the unavailability of each."`
+	During    duringCmd    `cmd:"" help:"Run a command (given after --) under load: the client-visible pauses until a settling time after it ended, client errors, lost commits."`
 }
 
 // mirrorFlags name the mirror under test.
@@ -64,7 +69,7 @@ func main() {
 	var c cli
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	kctx := kong.Parse(&c, kong.Name("failoverbench"),
-		kong.Description("Measure planned failovers and async lag of a running mirror under commit load, and unplanned failovers of a mirror made for it."),
+		kong.Description("Measure planned failovers, async lag and any command (a rolling upgrade) of a running mirror under commit load, and unplanned failovers of a mirror made for it."),
 		kong.BindTo(ctx, (*context.Context)(nil)))
 	err := kctx.Run()
 	stop()

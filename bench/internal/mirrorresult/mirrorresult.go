@@ -1,6 +1,8 @@
 // Package mirrorresult is the JSON form of the mirroring benchmarks' results — planned failovers under load, an async
-// member's lag under full commit load and unplanned failovers (a primary killed, stopped or isolated) — written by
-// bench/failoverbench and read by bench/benchreport, so that both agree on one shape. It owns only these types and their encoding; it must not run or time anything itself.
+// member's lag under full commit load, unplanned failovers (a primary killed, stopped or isolated) and a command such as a
+// rolling upgrade run under load — written by bench/failoverbench and read by bench/benchreport (and, for the last, by
+// scripts/bench-upgrade.sh), so that both agree on one shape. It owns only these types and their encoding; it must not
+// run or time anything itself.
 package mirrorresult
 
 import (
