@@ -525,3 +525,41 @@ func TestUpgradeProcedures(t *testing.T) {
 		t.Fatalf("rollback past the point of no return: %s", r)
 	}
 }
+
+// TestOldMemberRefusedAsPrimary: once the new build is primary, the old primary — refused the journal — may not become
+// primary either, not even by an operator's force-primary after the new primary is lost; the refusal names both versions.
+// Upgraded, it rejoins and the plan completes.
+func TestOldMemberRefusedAsPrimary(t *testing.T) {
+	f := newFixture(t, member{"A", ""}, member{"B", "failover"})
+	planPath, _ := f.plan(t)
+	// preflight, no-failover on, B, no-failover off, the failover to B (5), A.
+	if ok, stderr := applyUntil(t, planPath, 5, "verify"); !ok {
+		t.Fatalf("the apply ended before the failover's verification:\n%s", stderr)
+	}
+	A, B := f.node("A"), f.node("B")
+	f.c.WaitFor(t, "A refused by the new primary", 60*time.Second, func() (bool, error) {
+		st, err := local(A)
+		if err != nil {
+			return false, err
+		}
+		for _, row := range st.Members {
+			if row.Name == "A" && strings.Contains(row.Error, "may neither receive the journal nor become primary") {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("A's view: %+v", st.Members)
+	})
+	B.StopByAgent()
+	r := A.CLI(t, "mirror", "force-primary", "MIR")
+	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "may not become primary") || !strings.Contains(r.Stderr, "0.9.0 (format level 1)") ||
+		!strings.Contains(r.Stderr, "1.0.0 (format level 2)") {
+		t.Fatalf("force-primary of the old member: exit %d\n%s%s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if st, err := local(A); err != nil || st.Role == mirror.RolePrimary.String() {
+		t.Fatalf("A after the refused force-primary: %s %v", st.Role, err)
+	}
+	B.Restart()
+	mustUpgrade(t, "apply", planPath, "--yes", "--wait", "90s")
+	f.waitVersions(t, newSoftware, newLevel)
+	f.waitAllCurrent(t, "B")
+}

@@ -285,6 +285,10 @@ type localState struct {
 	RollbackTo *journal.Position `json:"rollback_to,omitempty"`
 	// RollbackRefused says why the last rollback was refused (too large): the member must be rebuilt.
 	RollbackRefused string `json:"rollback_refused,omitempty"`
+	// VersionRefused is why the primary last refused this member the journal for its version (MIRRORING.md §11), until a
+	// primary accepts it again: such a member does not know the mirror's newer configuration, and must not become
+	// primary on its own word.
+	VersionRefused string `json:"version_refused,omitempty"`
 	// Downloads are the database copies this member is to fetch from other members, until each is activated.
 	Downloads []DownloadRequest `json:"downloads,omitempty"`
 }

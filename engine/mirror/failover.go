@@ -186,6 +186,9 @@ func (mir *Mirror) becomePrimaryWith(known uint64, edit func(*Config)) (uint64, 
 	mir.mu.Lock()
 	newEpoch := max(known, mir.st.Config.Epoch) + 1
 	refusal := primaryRefusal(&mir.st.Config, mir.mgr.opts.Self)
+	if refusal == "" && mir.st.VersionRefused != "" {
+		refusal = fmt.Sprintf("member %s may not become primary of mirror %s: the primary refused it for its version (%s)", mir.mgr.opts.Self, mir.name, mir.st.VersionRefused)
+	}
 	mir.mu.Unlock()
 	if refusal != "" {
 		mir.log.Error().Msg(refusal)

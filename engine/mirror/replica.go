@@ -147,6 +147,9 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 		if we.Code == wire.CodeNotPrimary {
 			return we.Redirect, false, we
 		}
+		if we.Code == wire.CodeVersion {
+			mir.noteVersionRefusal(we.Message)
+		}
 		return "", false, we
 	case wire.KindStreamAccept:
 	default:
@@ -169,6 +172,7 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 	mir.notifyLocked()
 	mir.mu.Unlock()
 	mir.log.Info().Str("primary", accept.Primary).Str("from", from.String()).Str("codec", accept.Codec.String()).Msg("receiving the mirror journal")
+	mir.noteVersionRefusal("") // accepted: whatever refused this version before no longer does
 
 	ackCtx, stopAcks := context.WithCancel(ctx)
 	defer stopAcks()

@@ -52,6 +52,22 @@ func primaryRefusal(cfg *Config, self string) string {
 	return ""
 }
 
+// noteVersionRefusal persists why the primary refused this member for its version ("" once a primary accepted it).
+func (mir *Mirror) noteVersionRefusal(why string) {
+	mir.mu.Lock()
+	same := mir.st.VersionRefused == why
+	mir.mu.Unlock()
+	if same {
+		return
+	}
+	if err := mir.update(func(st *localState) error {
+		st.VersionRefused = why
+		return nil
+	}); err != nil {
+		mir.log.Warn().Err(err).Msg("cannot record the primary's refusal of this member's version")
+	}
+}
+
 // notePrimaryLevel records this member's version in cfg as it becomes primary, raising PrimaryLevel.
 func notePrimaryLevel(cfg *Config, self string) {
 	if version.Level >= levelOr1(cfg.PrimaryLevel) {
