@@ -531,8 +531,13 @@ func TestUpgradeProcedures(t *testing.T) {
 // Upgraded, it rejoins and the plan completes.
 func TestOldMemberRefusedAsPrimary(t *testing.T) {
 	f := newFixture(t, member{"A", ""}, member{"B", "failover"})
-	planPath, _ := f.plan(t)
-	// preflight, no-failover on, B, no-failover off, the failover to B (5), A.
+	// With a database change, run on the new primary right after the failover.
+	change := fmt.Sprintf(`%s kv set --member "$MIRRORKIT_PRIMARY_ADDR" --db APP '^Changed' "by $MIRRORKIT_PRIMARY"`, memberproc.Build(t, "member"))
+	planPath, r := f.plan(t, "--db-change-cmd", change)
+	if !strings.Contains(r.stdout, "(major-db-change procedure)") || !strings.Contains(r.stdout, "apply the database changes on the new primary B") {
+		t.Fatalf("plan:\n%s", r.stdout)
+	}
+	// preflight, no-failover on, B, no-failover off, the failover to B (5), the database change, A.
 	if ok, stderr := applyUntil(t, planPath, 5, "verify"); !ok {
 		t.Fatalf("the apply ended before the failover's verification:\n%s", stderr)
 	}
@@ -550,10 +555,10 @@ func TestOldMemberRefusedAsPrimary(t *testing.T) {
 		return false, fmt.Errorf("A's view: %+v", st.Members)
 	})
 	B.StopByAgent()
-	r := A.CLI(t, "mirror", "force-primary", "MIR")
-	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "may not become primary") || !strings.Contains(r.Stderr, "0.9.0 (format level 1)") ||
-		!strings.Contains(r.Stderr, "1.0.0 (format level 2)") {
-		t.Fatalf("force-primary of the old member: exit %d\n%s%s", r.ExitCode, r.Stdout, r.Stderr)
+	forced := A.CLI(t, "mirror", "force-primary", "MIR")
+	if forced.ExitCode == 0 || !strings.Contains(forced.Stderr, "may not become primary") || !strings.Contains(forced.Stderr, "0.9.0 (format level 1)") ||
+		!strings.Contains(forced.Stderr, "1.0.0 (format level 2)") {
+		t.Fatalf("force-primary of the old member: exit %d\n%s%s", forced.ExitCode, forced.Stdout, forced.Stderr)
 	}
 	if st, err := local(A); err != nil || st.Role == mirror.RolePrimary.String() {
 		t.Fatalf("A after the refused force-primary: %s %v", st.Role, err)
@@ -562,4 +567,10 @@ func TestOldMemberRefusedAsPrimary(t *testing.T) {
 	mustUpgrade(t, "apply", planPath, "--yes", "--wait", "90s")
 	f.waitVersions(t, newSoftware, newLevel)
 	f.waitAllCurrent(t, "B")
+	for _, n := range []*testcluster.Node{A, B} {
+		f.c.WaitFor(t, "the database change reaches "+n.Name, 30*time.Second, func() (bool, error) {
+			r := n.CLI(t, "kv", "get", "--db", "APP", "^Changed")
+			return strings.TrimSpace(r.Stdout) == "by B", fmt.Errorf("^Changed on %s: %q %s", n.Name, r.Stdout, r.Stderr)
+		})
+	}
 }
