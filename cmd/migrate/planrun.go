@@ -170,8 +170,12 @@ func (j *planJob) load(ctx context.Context, planPath, statePath string) (*plans.
 				return nil, false, err
 			}
 		case err == nil && st.Finished && j.conflict(old) == "":
-			// The same command again after it completed (perhaps killed just after its last step): the plan is done, and
-			// a new one could not even be built from what the conversion left.
+			// The same command again after it completed (perhaps killed just after its last step): a new plan whose steps
+			// find nothing left to do, or — when none can be built from what the finished plan left (a conversion's
+			// shadows are gone) — the finished plan, reported done.
+			if p, err := j.build(ctx); err == nil {
+				return p, false, nil
+			}
 			return old, true, nil
 		case unfinished:
 			if why := j.conflict(old); why != "" {
