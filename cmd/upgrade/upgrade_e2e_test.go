@@ -56,6 +56,11 @@ func newFixture(t *testing.T, members ...member) *fixture {
 		f.c.AddAgent(m.name).UseBinary(f.old)
 	}
 	f.c.Start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs at the failure:\n%s", f.c.Logs(60))
+		}
+	})
 	first := f.node(members[0].name)
 	mustNode(t, first, "mirror", "create", "MIR", "--qos", "2s")
 	for _, m := range members[1:] {

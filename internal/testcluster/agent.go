@@ -46,7 +46,9 @@ type Agent struct {
 	// stoppedByAgent is what the agent last reported: the member was stopped or killed through it. A restarted agent
 	// then does not autostart it.
 	stoppedByAgent bool
-	orphans        []int // member processes that outlived their killed agent
+	// orphans are member processes that outlived their killed agent, held by handles (pidfds) taken while the agent was
+	// stopped, so that no signal meant for them can reach a later process that reuses a pid.
+	orphans []*os.Process
 }
 
 // AddAgent gives the member called node, which must not have started, a host agent of its own that will supervise it.
@@ -290,7 +292,7 @@ func (a *Agent) launch(tb testing.TB, autostart bool) {
 	writeTOML(tb, a.configFile, cfg)
 	p := memberproc.StartProcess(tb, "agent serving", "agent", "--config", a.configFile, "--log-format", "json")
 	// Registered after StartProcess's own cleanup, so it runs first and finds the agent's children.
-	tb.Cleanup(func() { a.killPIDs(append(a.stopAgent(p), a.takeOrphans()...)) })
+	tb.Cleanup(func() { a.killProcs(append(a.stopAgent(p), a.takeOrphans()...)) })
 	a.mu.Lock()
 	if a.proc != nil {
 		a.pastLogs = append(a.pastLogs, a.proc.Log())
@@ -399,19 +401,51 @@ func (a *Agent) signalMember(sig syscall.Signal) {
 	a.signalPID(pid, sig)
 }
 
-func (a *Agent) signalPID(pid int, sig syscall.Signal) {
+// signalPID sends sig to the member process pid (from memberPID) through a handle on that very process: an orphan's, or
+// one opened now and checked to be the running agent's child, so that a pid reused by another process is never signalled.
+func (a *Agent) signalPID(pid int, sig syscall.Signal) *os.Process {
 	a.tb().Helper()
-	if err := syscall.Kill(pid, sig); err != nil {
+	p := a.orphanProc(pid)
+	if p == nil {
+		p = handle(pid)
+		if _, parent, ok := procStat(pid); !ok || parent != a.process().Pid() {
+			a.tb().Fatalf("testcluster: signal %s to member %s: pid %d is no longer its agent's child (it exited meanwhile)", sig, a.node.Name, pid)
+		}
+	}
+	if err := p.Signal(sig); err != nil {
 		a.tb().Fatalf("testcluster: signal %s to member %s (pid %d): %v", sig, a.node.Name, pid, err)
 	}
+	return p
+}
+
+// handle opens a handle on process pid (a pidfd on Linux): signals sent through it reach that process or none.
+func handle(pid int) *os.Process {
+	p, _ := os.FindProcess(pid) // never fails on Unix
+	return p
+}
+
+// gone reports whether the process behind handle p has exited.
+func gone(p *os.Process) bool {
+	return errors.Is(p.Signal(syscall.Signal(0)), os.ErrProcessDone) || pidGone(p.Pid)
+}
+
+// orphanProc returns the handle of the orphan with pid, or nil.
+func (a *Agent) orphanProc(pid int) *os.Process {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range a.orphans {
+		if p.Pid == pid {
+			return p
+		}
+	}
+	return nil
 }
 
 // killMember crashes the member: SIGKILL to its process, not through the agent, and waits until it is gone.
 func (a *Agent) killMember() {
 	a.tb().Helper()
 	pid, _ := a.memberPID()
-	a.signalPID(pid, syscall.SIGKILL)
-	a.waitExit(pid)
+	a.waitExit(a.signalPID(pid, syscall.SIGKILL))
 }
 
 // terminateMember sends SIGTERM to the member process (and SIGCONT if it was paused), waits until it has exited and
@@ -419,11 +453,11 @@ func (a *Agent) killMember() {
 func (a *Agent) terminateMember(paused bool) error {
 	a.tb().Helper()
 	pid, supervised := a.memberPID()
-	a.signalPID(pid, syscall.SIGTERM)
+	p := a.signalPID(pid, syscall.SIGTERM)
 	if paused {
 		a.signalPID(pid, syscall.SIGCONT)
 	}
-	a.waitExit(pid)
+	a.waitExit(p)
 	if !supervised || !a.agentUp() {
 		return nil
 	}
@@ -451,12 +485,13 @@ func (a *Agent) restartMember() {
 	a.waitServing()
 }
 
-// waitExit waits until process pid is gone and, if it is the running agent's, the agent has seen it exit.
-func (a *Agent) waitExit(pid int) {
+// waitExit waits until process p is gone and, if it is the running agent's, the agent has seen it exit.
+func (a *Agent) waitExit(p *os.Process) {
 	tb := a.tb()
 	tb.Helper()
+	pid := p.Pid
 	a.node.cluster.WaitFor(tb, fmt.Sprintf("member %s (pid %d) to exit", a.node.Name, pid), time.Minute, func() (bool, error) {
-		if !pidGone(pid) {
+		if !gone(p) {
 			return false, nil
 		}
 		if !a.agentUp() {
@@ -479,13 +514,14 @@ func (a *Agent) kill(members bool) {
 	a.orphans = append(a.orphans, survivors...)
 	a.mu.Unlock()
 	if members {
-		a.killPIDs(a.takeOrphans())
+		a.killProcs(a.takeOrphans())
 	}
 }
 
-// stopAgent kills the agent process p if it runs and returns the pids of its children, the member processes it ran,
-// which survive it. The agent is stopped (SIGSTOP) while they are listed, so that it cannot start another meanwhile.
-func (a *Agent) stopAgent(p *memberproc.Process) []int {
+// stopAgent kills the agent process p if it runs and returns handles on its children, the member processes it ran,
+// which survive it. The agent is stopped (SIGSTOP) while they are listed and their handles opened, so that it can neither
+// start another nor reap one (whose pid could then be reused) meanwhile.
+func (a *Agent) stopAgent(p *memberproc.Process) []*os.Process {
 	tb := a.tb()
 	tb.Helper()
 	if p.Exited() {
@@ -493,24 +529,27 @@ func (a *Agent) stopAgent(p *memberproc.Process) []int {
 	}
 	// A process not yet reaped keeps its pid, so signalling it cannot reach another process; Process.Kill reaps it.
 	p.Signal(tb, syscall.SIGSTOP)
-	children := childPIDs(tb, p.Pid())
+	var children []*os.Process
+	for _, pid := range childPIDs(tb, p.Pid()) {
+		children = append(children, handle(pid))
+	}
 	p.Signal(tb, syscall.SIGKILL)
 	p.Kill(tb)
 	return children
 }
 
-// killPIDs sends SIGKILL to the member processes pids and waits until they are gone.
-func (a *Agent) killPIDs(pids []int) {
+// killProcs sends SIGKILL to the member processes and waits until they are gone.
+func (a *Agent) killProcs(procs []*os.Process) {
 	tb := a.tb()
 	tb.Helper()
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			tb.Fatalf("testcluster: kill member %s (pid %d): %v", a.node.Name, pid, err)
+	for _, p := range procs {
+		if err := p.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			tb.Fatalf("testcluster: kill member %s (pid %d): %v", a.node.Name, p.Pid, err)
 		}
 	}
-	for _, pid := range pids {
-		a.node.cluster.WaitFor(tb, fmt.Sprintf("member %s (pid %d) to die", a.node.Name, pid), time.Minute, func() (bool, error) {
-			return pidGone(pid), nil
+	for _, p := range procs {
+		a.node.cluster.WaitFor(tb, fmt.Sprintf("member %s (pid %d) to die", a.node.Name, p.Pid), time.Minute, func() (bool, error) {
+			return gone(p), nil
 		})
 	}
 }
@@ -520,20 +559,20 @@ func (a *Agent) orphan() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	alive := a.orphans[:0]
-	for _, pid := range a.orphans {
-		if !pidGone(pid) {
-			alive = append(alive, pid)
+	for _, p := range a.orphans {
+		if !gone(p) {
+			alive = append(alive, p)
 		}
 	}
 	a.orphans = alive
 	if len(alive) == 0 {
 		return 0
 	}
-	return alive[0]
+	return alive[0].Pid
 }
 
 // takeOrphans returns the member processes that outlived their agent and forgets them.
-func (a *Agent) takeOrphans() []int {
+func (a *Agent) takeOrphans() []*os.Process {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	pids := a.orphans
