@@ -559,6 +559,17 @@ func TestOldMemberRefusedAsPrimary(t *testing.T) {
 		}
 		return false, fmt.Errorf("A's view: %+v", st.Members)
 	})
+	// Refused, A does not take the new primary for lost: it neither forces B down through B's agent nor takes over,
+	// however long it waits (here, well past the QoS timeout).
+	for deadline := time.Now().Add(3 * 2 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ms, err := B.Agent().Client().Member(context.Background(), "B")
+		if err != nil || !ms.Running {
+			t.Fatalf("B while A is refused: %+v %v", ms, err)
+		}
+		if st, err := local(A); err == nil && st.Role == mirror.RolePrimary.String() {
+			t.Fatal("A became primary while refused for its version")
+		}
+	}
 	B.StopByAgent()
 	forced := A.CLI(t, "mirror", "force-primary", "MIR")
 	if forced.ExitCode == 0 || !strings.Contains(forced.Stderr, "may not become primary") || !strings.Contains(forced.Stderr, "0.9.0 (format level 1)") ||

@@ -631,6 +631,7 @@ func (mir *Mirror) backupTick(ctx context.Context) bool {
 	arbView := fo.arbView
 	flags := fo.flags
 	stopped := mir.st.MirroringStopped
+	versionRefused := mir.st.VersionRefused
 	arbFresh := mir.arbiterFreshLocked(now)
 	arbAddr := mir.arbiterAddrLocked()
 	mir.mu.Unlock()
@@ -661,6 +662,12 @@ func (mir *Mirror) backupTick(ctx context.Context) bool {
 		return block(fmt.Sprintf("no-failover is set on the primary %s", primary.Name))
 	case slices.Contains(cfg.NotValidated, mir.mgr.opts.Self):
 		return block("this member is marked not-validated: it must not become primary")
+	case versionRefused != "":
+		// It could not become primary anyway: it must not force down the primary that refused it either.
+		return block("the primary refused this member for its version: " + versionRefused)
+	}
+	if why := primaryRefusal(&cfg, mir.mgr.opts.Self); why != "" {
+		return block(why)
 	}
 	if why := mir.takeoverPreconditions(cfg); why != "" {
 		return block(why)

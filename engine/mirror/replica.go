@@ -148,6 +148,10 @@ func (mir *Mirror) streamFrom(ctx context.Context, addr string) (redirect string
 			return we.Redirect, false, we
 		}
 		if we.Code == wire.CodeVersion {
+			// The primary answered: it is alive, whatever it thinks of this member's version.
+			mir.mu.Lock()
+			mir.fo.primaryHeard = mir.mgr.opts.Now()
+			mir.mu.Unlock()
 			mir.noteVersionRefusal(we.Message)
 		}
 		return "", false, we
