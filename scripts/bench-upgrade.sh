@@ -42,6 +42,8 @@ declare -A join_as=([B]=failover [C]=dr [D]=reporting-ro)
 export MIRRORKIT_AGENT_TOKEN="bench-upgrade-$$-$RANDOM"
 # shellcheck source=scripts/benchlib.sh
 . scripts/benchlib.sh
+# shellcheck source=scripts/agentlib.sh
+. scripts/agentlib.sh
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench-upgrade: BENCH_UPGRADE_ROUNDS=$ROUNDS: want a positive whole number" >&2; exit 2; }
 [[ "$CLIENTS" =~ ^[1-9][0-9]*$ ]] || { echo "bench-upgrade: BENCH_UPGRADE_CLIENTS=$CLIENTS: want a positive whole number" >&2; exit 2; }
@@ -100,20 +102,7 @@ start_host() {
   admin=$data agent=$data
   while [ "$admin" = "$data" ]; do admin="$ip:$(free_port "$ip")"; done
   while [ "$agent" = "$data" ] || [ "$agent" = "$admin" ]; do agent="$ip:$(free_port "$ip")"; done
-  # The member names its agent (--agent-addr) so that the mirror records it: `upgrade` finds every agent there.
-  cat >"$dir/agent.toml" <<EOF
-listen = "$agent"
-token = "$MIRRORKIT_AGENT_TOKEN"
-
-[[member]]
-name = "$name"
-binary = "$old"
-args = ["run", "--name", "$name", "--data-dir", "$dir/data", "--listen", "$data", "--admin-listen", "$admin",
-  "--log-format", "json", "--agent-addr", "$agent"]
-data_dir = "$dir/data"
-log = "$dir/member.log"
-autostart = true
-EOF
+  write_agent_config "$dir/agent.toml" "$name" "$old" "$data" "$admin" "$agent" "$dir/data" "$dir/member.log" "$MIRRORKIT_AGENT_TOKEN"
   "$member" agent --config "$dir/agent.toml" --log-format json >>"$dir/agent.log" 2>&1 &
   agent_pid[$name]=$!
   hosts+=("$name")

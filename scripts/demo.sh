@@ -243,6 +243,8 @@ pids=()
 # Part four: a rolling upgrade under load. Three members of an old build (0.9.0, format level 1), each run by a host agent
 # of its own, are upgraded to bin/member (format level 2) by `upgrade plan` and `upgrade apply` while a client writes
 # throughout; failoverbench prints the pauses that client saw. `upgrade finalize` then switches the journal format.
+# shellcheck source=scripts/agentlib.sh
+. scripts/agentlib.sh
 upgrade="$BIN/upgrade"
 old="$work/member-0.9.0"
 fb="$work/failoverbench"
@@ -269,19 +271,8 @@ trap 'stop_hosts KILL; cleanup_mirror; cleanup' EXIT
 
 start_host() { # name ip: an agent on the member's IP that runs the member with the old build, started with the agent
   local name=$1 ip=$2
-  cat >"$work/agent-$name.toml" <<EOF
-listen = "$ip:$AGPORT"
-token = "$MIRRORKIT_AGENT_TOKEN"
-
-[[member]]
-name = "$name"
-binary = "$old"
-args = ["run", "--name", "$name", "--data-dir", "$work/upgrade-$name", "--listen", "$ip:$MPORT", "--admin-listen", "$ip:$APORT",
-  "--log-format", "json", "--agent-addr", "$ip:$AGPORT"]
-data_dir = "$work/upgrade-$name"
-log = "$work/upgrade-$name.log"
-autostart = true
-EOF
+  write_agent_config "$work/agent-$name.toml" "$name" "$old" "$ip:$MPORT" "$ip:$APORT" "$ip:$AGPORT" "$work/upgrade-$name" \
+    "$work/upgrade-$name.log" "$MIRRORKIT_AGENT_TOKEN"
   "$member" agent --config "$work/agent-$name.toml" --log-format json >>"$work/agent-$name.log" 2>&1 &
   agent_pid[$name]=$!
   for _ in $(seq 1 300); do

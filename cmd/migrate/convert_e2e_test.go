@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -307,59 +305,15 @@ func TestConvertShadowModifiedCopy(t *testing.T) {
 	}
 }
 
-// runConvertUntil runs migrate with args (which include --json) and kills it with SIGKILL once it reports phase of step;
-// it returns whether it did, or else the result of the run, which ended before that point.
+// runConvertUntil runs migrate with args and kills it with SIGKILL when step reaches phase; if it ended first, it returns
+// false and the run's result.
 func runConvertUntil(t *testing.T, step int, phase string, args []string) (bool, result) {
 	t.Helper()
-	cmd := exec.Command(memberproc.Build(t, "migrate"), args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	reached := make(chan bool, 1)
-	var out bytes.Buffer
-	go func() {
-		dec := json.NewDecoder(io.TeeReader(stdout, &out))
-		for {
-			var v convertOutput
-			if err := dec.Decode(&v); err != nil {
-				io.Copy(&out, stdout)
-				reached <- false
-				return
-			}
-			if v.Step == step && v.Phase == phase {
-				reached <- true
-				io.Copy(io.Discard, stdout)
-				return
-			}
-		}
-	}()
-	select {
-	case ok := <-reached:
-		if ok {
-			cmd.Process.Kill()
-			cmd.Wait()
-			return true, result{}
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("migrate %v: no %s of step %d in 2 minutes: %s", args, phase, step, errb.String())
-	}
-	// The output is read once the process and its output copying are done.
-	err = cmd.Wait()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return false, r
+	ok, r := memberproc.RunUntil(t, "migrate", nil, 2*time.Minute, func(line json.RawMessage) bool {
+		var v convertOutput
+		return json.Unmarshal(line, &v) == nil && v.Step == step && v.Phase == phase
+	}, args...)
+	return ok, result{stdout: r.Stdout, stderr: r.Stderr, code: r.ExitCode}
 }
 
 // kill -9 of convert-shadow in each step in turn, once as its action starts and once as its verification starts (the action

@@ -1,13 +1,10 @@
 package main_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -331,45 +328,12 @@ type upgradeEvent struct {
 // what the run printed on stderr.
 func applyUntil(t *testing.T, planPath string, step int, phase string) (bool, string) {
 	t.Helper()
-	cmd := exec.Command(memberproc.Build(t, "upgrade"), "apply", planPath, "--yes", "--json", "--wait", "90s")
-	cmd.Env = append(os.Environ(), "MIRRORKIT_AGENT_TOKEN="+testcluster.AgentToken)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	reached := make(chan bool, 1)
-	go func() {
-		dec := json.NewDecoder(stdout)
-		for {
+	ok, r := memberproc.RunUntil(t, "upgrade", []string{"MIRRORKIT_AGENT_TOKEN=" + testcluster.AgentToken}, 3*time.Minute,
+		func(line json.RawMessage) bool {
 			var ev upgradeEvent
-			if err := dec.Decode(&ev); err != nil {
-				reached <- false
-				io.Copy(io.Discard, stdout)
-				return
-			}
-			if ev.Step == step && ev.Phase == phase {
-				reached <- true
-				io.Copy(io.Discard, stdout)
-				return
-			}
-		}
-	}()
-	var ok bool
-	select {
-	case ok = <-reached:
-	case <-time.After(3 * time.Minute):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("upgrade apply: no %s of step %d in 3 minutes: %s", phase, step, errb.String())
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	return ok, errb.String()
+			return json.Unmarshal(line, &ev) == nil && ev.Step == step && ev.Phase == phase
+		}, "apply", planPath, "--yes", "--json", "--wait", "90s")
+	return ok, r.Stderr
 }
 
 // TestUpgradeKilledAtEachStepThenRolledBack kills `upgrade apply` with SIGKILL in the action and in the verification of

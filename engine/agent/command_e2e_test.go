@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -73,11 +72,18 @@ autostart = true
 		}
 		return st
 	}
-	// The member outlives the agent by design; the test ends it by its pid.
+	// The member outlives the agent by design; the test ends it through handles on its processes (pidfds), taken while
+	// the agent still held them, never by pid: the first run is long gone by then and its pid may belong to another test.
 	var pids []int
+	var procs []*os.Process
+	track := func(pid int) {
+		pids = append(pids, pid)
+		p, _ := os.FindProcess(pid)
+		procs = append(procs, p)
+	}
 	t.Cleanup(func() {
-		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGKILL)
+		for _, p := range procs {
+			p.Kill()
 		}
 	})
 
@@ -85,7 +91,7 @@ autostart = true
 	if !st.Running || st.PID == 0 {
 		t.Fatalf("autostarted member: %+v", st)
 	}
-	pids = append(pids, st.PID)
+	track(st.PID)
 	waitServing(t, memberAddr)
 
 	mustCLI(t, "mirror", "create", "MIR", "--member", memberAddr)
@@ -136,7 +142,7 @@ autostart = true
 	if !st.Running || st.StoppedByAgent || st.PID == 0 || st.PID == pids[0] {
 		t.Fatalf("after start: %+v", st)
 	}
-	pids = append(pids, st.PID)
+	track(st.PID)
 	waitServing(t, memberAddr)
 	if r := memberproc.CLI(t, "kv", "get", `^A(1)`, "--db", "APP", "--member", memberAddr); r.ExitCode != 0 || !strings.Contains(r.Stdout, "one") {
 		t.Fatalf("kv get after restart: exit %d\n%s%s", r.ExitCode, r.Stdout, r.Stderr)

@@ -7,8 +7,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -360,6 +362,64 @@ type Result struct {
 func CLI(tb testing.TB, args ...string) Result {
 	tb.Helper()
 	return Run(tb, "member", nil, args...)
+}
+
+// RunUntil runs the binary of ./cmd/<name> with args and env, decoding its standard output as a stream of JSON values;
+// when match accepts one, it kills the process with SIGKILL (as a crash would) and returns true. If the process ends
+// first, it returns false and what the process printed and its exit code. It fails the test when neither happens within
+// limit.
+func RunUntil(tb testing.TB, name string, env []string, limit time.Duration, match func(json.RawMessage) bool, args ...string) (bool, Result) {
+	tb.Helper()
+	cmd := exec.Command(Build(tb, name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	reached := make(chan bool, 1)
+	var out bytes.Buffer
+	go func() {
+		dec := json.NewDecoder(io.TeeReader(stdout, &out))
+		for {
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				io.Copy(&out, stdout)
+				reached <- false
+				return
+			}
+			if match(v) {
+				reached <- true
+				io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+	}()
+	select {
+	case ok := <-reached:
+		if ok {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return true, Result{}
+		}
+	case <-time.After(limit):
+		tb.Fatalf("%s %v: no awaited output in %s: %s", name, args, limit, errb.String())
+	}
+	// The output is read once the process and its output copying are done.
+	err = cmd.Wait()
+	res := Result{Stdout: out.String(), Stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		res.ExitCode = ee.ExitCode()
+	} else if err != nil {
+		tb.Fatal(err)
+	}
+	return false, res
 }
 
 // Run runs the binary of ./cmd/<name> (built by Build) with args, and env (KEY=VALUE) added to the environment.
