@@ -469,15 +469,24 @@ func (e *Env) install(ctx context.Context, s *plans.Step, _ plans.Events) error 
 		return fmt.Errorf("agent of %s: %w", s.Member, err)
 	}
 	if info.SHA256 == e.param("sha256") {
-		// Installed by an earlier run of this step: make sure it runs.
-		if restart {
-			st, err := a.Member(ctx, s.Member)
-			if err == nil && !st.Running {
-				err = a.Start(ctx, s.Member)
-			}
+		// Installed by an earlier run of this step: make sure the member runs it (a restart interrupted by a crash may
+		// have left it stopped, or still running the previous binary).
+		if !restart {
+			return nil
+		}
+		st, err := a.Member(ctx, s.Member)
+		if err != nil {
 			return err
 		}
-		return nil
+		if st.Running {
+			if ms, err := e.status(ctx, s.Member); err == nil && ms.Version.Software == e.param("software") && ms.Version.Level == e.targetLevel() {
+				return nil
+			}
+			if err := a.Stop(ctx, s.Member); err != nil {
+				return err
+			}
+		}
+		return a.Start(ctx, s.Member)
 	}
 	_, err = a.Install(ctx, s.Member, e.param("source"), e.param("sha256"), restart)
 	return err
