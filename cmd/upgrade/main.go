@@ -185,13 +185,10 @@ func replaceablePlan(path string) error {
 	if st == nil {
 		return nil
 	}
-	applied, undone := 0, 0
+	applied := 0
 	for _, s := range st.Steps {
-		switch s.Status {
-		case plans.StatusDone, plans.StatusRunning, plans.StatusFailed:
+		if s.Status == plans.StatusDone || s.Status == plans.StatusRunning || s.Status == plans.StatusFailed {
 			applied++
-		case plans.StatusUndone:
-			undone++
 		}
 	}
 	if !st.Finished && applied > 0 {
