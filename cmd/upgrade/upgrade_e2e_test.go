@@ -511,6 +511,8 @@ func TestOldMemberRefusedAsPrimary(t *testing.T) {
 		t.Fatalf("the apply ended before the failover's verification:\n%s", stderr)
 	}
 	A, B := f.node("A"), f.node("B")
+	// A new plan is not written over one applied in part.
+	failUpgrade(t, "applied in part", "plan", "--mirror", B.Addr, "--to-binary", f.new, "-o", planPath)
 	f.c.WaitFor(t, "A refused by the new primary", 60*time.Second, func() (bool, error) {
 		st, err := local(A)
 		if err != nil {
