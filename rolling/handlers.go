@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/agent"
@@ -51,6 +52,9 @@ type Env struct {
 	// DryRun defers the pre-checks that depend on who is primary for the steps that follow a failover of the plan: they
 	// are checked when the step runs.
 	DryRun bool
+
+	mu     sync.Mutex
+	cached *mirrorctl.Fleet // every member's admin API, resolved once; dropped when a call to a member fails
 }
 
 // NewEnv is the environment of plan p; o supplies how to reach members and agents (its Target and Procedure are taken
@@ -90,12 +94,36 @@ func (e *Env) wait() time.Duration {
 	return 10 * time.Minute
 }
 
-// fleet connects to the mirror through any member the plan knows.
+// fleet is the mirror's members with their admin APIs. They are resolved (a handshake with every member) once and kept
+// while every member was reachable, so that the steps' many status polls cost one admin call each; a failed call drops
+// them (forget), and the next use resolves them again.
 func (e *Env) fleet(ctx context.Context) (*mirrorctl.Fleet, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cached != nil {
+		return e.cached, nil
+	}
 	addrs := strings.Split(e.param("addrs"), ",")
 	addrs = append(addrs, strings.Split(e.param("member_addrs"), ",")...)
 	addrs = slices.DeleteFunc(addrs, func(s string) bool { return s == "" })
-	return mirrorctl.Connect(ctx, addrs, e.param("mirror"), e.Opts.Ctl)
+	f, err := mirrorctl.Connect(ctx, addrs, e.param("mirror"), e.Opts.Ctl)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(f.Members, func(m *mirrorctl.Member) bool { return m.AdminURL == "" }) {
+		e.cached = f
+	}
+	return f, nil
+}
+
+// forget drops the resolved members after a failed call, and passes err on.
+func (e *Env) forget(err error) error {
+	if err != nil {
+		e.mu.Lock()
+		e.cached = nil
+		e.mu.Unlock()
+	}
+	return err
 }
 
 // live is the mirror as its serving primary sees it.
@@ -105,19 +133,31 @@ type live struct {
 	st      mirror.Status
 }
 
-// livePrimary finds the member that serves as primary now.
+// livePrimary finds the member that serves as primary now: the first member that answers names it, and it is asked.
 func (e *Env) livePrimary(ctx context.Context) (live, error) {
 	f, err := e.fleet(ctx)
 	if err != nil {
 		return live{}, err
 	}
-	pm, err := f.PrimaryMember()
-	if err != nil {
-		return live{}, err
+	var st mirror.Status
+	var errs []error
+	for _, m := range f.Members {
+		if st, err = m.Local(ctx); err == nil {
+			break
+		}
+		errs = append(errs, err)
 	}
-	st, err := pm.Local(ctx)
 	if err != nil {
-		return live{}, err
+		return live{}, e.forget(fmt.Errorf("no member of mirror %s answers: %w", f.Mirror, errors.Join(errs...)))
+	}
+	pm, err := f.Member(st.Primary)
+	if err != nil {
+		return live{}, e.forget(err)
+	}
+	if st.Member != pm.Name {
+		if st, err = pm.Local(ctx); err != nil {
+			return live{}, e.forget(err)
+		}
 	}
 	if st.Role != mirror.RolePrimary.String() {
 		return live{}, fmt.Errorf("no member serves as primary of mirror %s yet (%s is %s)", f.Mirror, pm.Name, st.Role)
@@ -323,7 +363,7 @@ func (e *Env) check(ctx context.Context, name string, s *plans.Step) (string, er
 		for _, m := range f.Members {
 			st, err := m.Local(ctx)
 			if err != nil {
-				return "", err
+				return "", e.forget(err)
 			}
 			for _, d := range st.Databases {
 				if !slices.Contains([]string{mirror.DBNormal, mirror.DBDejournaling, mirror.DBCatchupRun}, d.Status) {
@@ -396,7 +436,8 @@ func (e *Env) status(ctx context.Context, name string) (server.Status, error) {
 	if err != nil {
 		return server.Status{}, err
 	}
-	return m.Status(ctx)
+	st, err := m.Status(ctx)
+	return st, e.forget(err)
 }
 
 // checkRetention: a member that restarts must find the journal it needs on the primary, and the primary must keep the
