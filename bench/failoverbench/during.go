@@ -214,12 +214,5 @@ func printDuring(w io.Writer, res mirrorresult.During) error {
 	}
 	fmt.Fprintf(&b, "%d clients: %d commits in %.1f s (%d from the command's start), %d errors, %d acknowledged commits missing on %s\n",
 		res.Clients, res.Commits, res.Seconds, res.CommitsDuring, res.Errors, res.Missing, res.ReadFrom)
-	for _, e := range res.ErrorSamples {
-		fmt.Fprintf(&b, "error: %s\n", e)
-	}
-	if res.Failure != "" {
-		fmt.Fprintf(&b, "FAILED: %s\n", res.Failure)
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return writeReport(w, &b, res.ErrorSamples, res.Failure)
 }

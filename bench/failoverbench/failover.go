@@ -232,14 +232,7 @@ func printFailover(w io.Writer, res mirrorresult.Failover) error {
 	}
 	fmt.Fprintf(&b, "%d of %d failovers, %d clients: pause p50 %.1f ms, max %.1f ms; %d commits in %.1fs, %d errors, %d acknowledged commits missing\n",
 		len(res.Rounds), res.Requested, res.Clients, res.PauseP50Ms, res.PauseMaxMs, res.Commits, res.Seconds, res.Errors, res.Missing)
-	for _, e := range res.ErrorSamples {
-		fmt.Fprintf(&b, "error: %s\n", e)
-	}
-	if res.Failure != "" {
-		fmt.Fprintf(&b, "FAILED: %s\n", res.Failure)
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return writeReport(w, &b, res.ErrorSamples, res.Failure)
 }
 
 // sleep waits for d (nothing when d is not positive) unless ctx ends first.
@@ -258,3 +251,15 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// writeReport ends a text report with the client error samples and why the run failed (if it did), and writes it to w.
+func writeReport(w io.Writer, b *strings.Builder, errorSamples []string, failure string) error {
+	for _, e := range errorSamples {
+		fmt.Fprintf(b, "error: %s\n", e)
+	}
+	if failure != "" {
+		fmt.Fprintf(b, "FAILED: %s\n", failure)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

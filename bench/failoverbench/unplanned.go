@@ -425,12 +425,5 @@ func printUnplanned(w io.Writer, res mirrorresult.Unplanned) error {
 	}
 	fmt.Fprintf(&b, "QoS %.0f ms, %d clients: %d commits, %d errors, %d unknown outcomes, %d acknowledged writes missing\n",
 		res.QoSMs, res.Clients, res.Commits, res.Errors, res.UnknownOutcomes, res.Missing)
-	for _, e := range res.ErrorSamples {
-		fmt.Fprintf(&b, "error: %s\n", e)
-	}
-	if res.Failure != "" {
-		fmt.Fprintf(&b, "FAILED: %s\n", res.Failure)
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return writeReport(w, &b, res.ErrorSamples, res.Failure)
 }
