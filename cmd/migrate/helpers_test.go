@@ -111,7 +111,8 @@ func newMirror(t *testing.T) (*testcluster.Cluster, *testcluster.Node, *testclus
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range c.Nodes() {
-				t.Logf("log of %s:\n%s", n.Name, n.LogTail(60))
+				// How a member that died ended (a signal from outside leaves no trace in its log).
+				t.Logf("log of %s (running: %v, exit: %v):\n%s", n.Name, n.Running(), n.Member().ExitErr(), n.LogTail(60))
 			}
 		}
 	})
