@@ -49,6 +49,11 @@ type snapshot struct {
 	hashOnce sync.Once
 	hash     store.LogicalHash
 	hashErr  error
+	// users counts the readers that open the snapshot's database (the logical hash); dropped is set when the snapshot
+	// was released while one was still reading, and the last reader deletes the files. Deleting a checkpoint's tables
+	// under an open read-only store would make the store stop the process.
+	users   int
+	dropped bool
 }
 
 type snapshots struct {
@@ -143,6 +148,10 @@ func listFiles(dir string) ([]SnapshotFile, int64, error) {
 func (m *Manager) snapshot(id string) (*snapshot, error) {
 	m.snaps.mu.Lock()
 	defer m.snaps.mu.Unlock()
+	return m.snapshotLocked(id)
+}
+
+func (m *Manager) snapshotLocked(id string) (*snapshot, error) {
 	s, ok := m.snaps.byID[id]
 	if !ok {
 		return nil, fmt.Errorf("snapshot %s on member %s: %w", id, m.opts.Self, ErrNoSnapshot)
@@ -174,12 +183,35 @@ func (m *Manager) OpenSnapshotFile(id, name string) (*os.File, error) {
 
 // SnapshotHash computes (once) the logical hash of a snapshot's database.
 func (m *Manager) SnapshotHash(id string) (store.LogicalHash, error) {
-	s, err := m.snapshot(id)
+	s, err := m.acquireSnapshot(id)
 	if err != nil {
 		return store.LogicalHash{}, err
 	}
+	defer m.releaseSnapshot(s)
 	s.hashOnce.Do(func() { s.hash, s.hashErr = store.HashDir(s.dir) })
 	return s.hash, s.hashErr
+}
+
+// acquireSnapshot finds a snapshot for a reader that opens its database; releaseSnapshot must follow.
+func (m *Manager) acquireSnapshot(id string) (*snapshot, error) {
+	m.snaps.mu.Lock()
+	defer m.snaps.mu.Unlock()
+	s, err := m.snapshotLocked(id)
+	if err == nil {
+		s.users++
+	}
+	return s, err
+}
+
+// releaseSnapshot ends one reader's use of s, deleting its files if it was dropped meanwhile.
+func (m *Manager) releaseSnapshot(s *snapshot) {
+	m.snaps.mu.Lock()
+	s.users--
+	remove := s.dropped && s.users == 0
+	m.snaps.mu.Unlock()
+	if remove {
+		_ = os.RemoveAll(filepath.Dir(s.dir))
+	}
 }
 
 // DropSnapshot releases a snapshot and deletes its files.
@@ -187,8 +219,12 @@ func (m *Manager) DropSnapshot(id string) error {
 	m.snaps.mu.Lock()
 	s, ok := m.snaps.byID[id]
 	delete(m.snaps.byID, id)
+	inUse := ok && s.users > 0
+	if inUse {
+		s.dropped = true
+	}
 	m.snaps.mu.Unlock()
-	if !ok {
+	if !ok || inUse {
 		return nil
 	}
 	return os.RemoveAll(filepath.Dir(s.dir))

@@ -7,7 +7,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/rs/zerolog"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
 )
@@ -50,7 +49,16 @@ func HashDir(dir string) (LogicalHash, error) {
 }
 
 // withReadOnly opens dir read-only, validates its meta records as a mount would, and calls fn with the result.
-func withReadOnly(dir string, fn func(d *Database) error) error {
+func withReadOnly(dir string, fn func(d *Database) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(inspectFatal)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("inspect %s: %s", dir, f.msg)
+		}
+	}()
 	if st, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("inspect %s: %w", dir, err)
 	} else if !st.IsDir() {
@@ -63,7 +71,7 @@ func withReadOnly(dir string, fn func(d *Database) error) error {
 		ReadOnly:           true,
 		DisableWAL:         true,
 		FormatMajorVersion: pebbleFormat,
-		Logger:             pebbleLogger{zerolog.Nop()},
+		Logger:             inspectLogger{},
 	})
 	if err != nil {
 		return fmt.Errorf("inspect %s: open read-only: %w", dir, err)

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
 // TestInspectAndHashCheckpoint checks that a checkpoint read from its directory alone reports what the mounted database
@@ -129,4 +133,78 @@ func TestInspectNotADatabase(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A checkpoint whose table files were deleted under it (a snapshot released while it was being hashed) fails the
+// inspection with an error; it never stops the process.
+func TestHashDirWithMissingTables(t *testing.T) {
+	dir := t.TempDir()
+	local, mj, log := openJournals(t, dir)
+	s, err := Open(Options{Dir: dir, Journal: local, Logger: log, Mirrors: map[string]Attachment{"MIR": {Journal: mj}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Create("L"); err != nil {
+		t.Fatal(err)
+	}
+	// Enough data for several table files, most of which opening the store and reading its meta records never touch.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for b := range 40 {
+		var ops []wire.Op
+		for i := range 100 {
+			v := make([]byte, 4096)
+			for j := range v {
+				v[j] = byte(rng.Uint32())
+			}
+			ops = append(ops, wire.Op{Kind: wire.OpSet, Key: key(t, fmt.Sprintf(`^G(%d)`, b*100+i)), Value: v})
+		}
+		if _, _, err := s.Exec(context.Background(), "L", ops); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.dbs["L"].pdb.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Compacted into tables of separate key ranges: reading the meta records opens only the one that holds them.
+	if err := s.dbs["L"].pdb.Compact(context.Background(), []byte{0}, bytes.Repeat([]byte{0xff}, 16), true); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := s.Checkpoint("L", filepath.Join(t.TempDir(), "cp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, _ := filepath.Glob(filepath.Join(cp.Dir, "*.sst"))
+	if len(tables) == 0 {
+		t.Fatalf("the checkpoint has no table files to delete")
+	}
+	for _, f := range tables {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := HashDir(cp.Dir); err == nil {
+		t.Fatal("HashDir of a checkpoint without its tables succeeded")
+	}
+
+	// Deleted while the store is open: Pebble finds a table it knows of missing and calls its logger's Fatalf.
+	cp2, err := s.Checkpoint("L", filepath.Join(t.TempDir(), "cp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = withReadOnly(cp2.Dir, func(d *Database) error {
+		tables, _ := filepath.Glob(filepath.Join(cp2.Dir, "*.sst"))
+		for _, f := range tables {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h, err := logicalHash(d.name, d.pdb)
+		t.Logf("deleted %d tables; hash %+v", len(tables), h)
+		return err
+	})
+	if err == nil {
+		t.Fatal("hashing a store whose tables were deleted under it succeeded")
+	}
+	t.Log(err)
 }
