@@ -51,11 +51,11 @@ func TestPrimaryReadWaitsForTheBackup(t *testing.T) {
 	cancel()
 	select {
 	case werr := <-written:
-		t.Fatalf("the write was acknowledged (%v) with the backup frozen, within the QoS timeout", werr)
+		t.Fatalf("the write was acknowledged (%v) with the backup frozen, within the QoS timeout\n%s", werr, c.Logs(40))
 	default:
 	}
 	if err == nil && ok && string(v) == "new" {
-		t.Fatal("a read on the primary returned a write the backup had not acknowledged")
+		t.Fatalf("a read on the primary returned a write the backup had not acknowledged\n%s", c.Logs(40))
 	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.Logf("the read waited and gave up: %v", err)

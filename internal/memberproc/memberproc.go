@@ -282,6 +282,16 @@ func (m *Member) Signal(sig syscall.Signal) {
 	}
 }
 
+// Pid is the process id of the running process (0 when none was started).
+func (m *Member) Pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // Wait waits for the process to exit, up to d, and returns its exit status.
 func (m *Member) Wait(d time.Duration) error {
 	m.mu.Lock()

@@ -395,10 +395,11 @@ func (a *Agent) memberRunning() bool {
 }
 
 // signalMember sends sig to the member process directly.
-func (a *Agent) signalMember(sig syscall.Signal) {
+func (a *Agent) signalMember(sig syscall.Signal) (pid int) {
 	a.tb().Helper()
-	pid, _ := a.memberPID()
+	pid, _ = a.memberPID()
 	a.signalPID(pid, sig)
+	return pid
 }
 
 // signalPID sends sig to the member process pid (from memberPID) through a handle on that very process: an orphan's, or

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -175,12 +177,41 @@ func (n *Node) Signal(sig syscall.Signal) {
 func (n *Node) Pause() {
 	if a := n.startedAgent(); a != nil {
 		n.setPaused(true)
-		a.signalMember(syscall.SIGSTOP)
+		waitStopped(n.cluster.tb, n.Name, a.signalMember(syscall.SIGSTOP))
 		return
 	}
 	m := n.started()
 	n.setPaused(true)
 	m.Signal(syscall.SIGSTOP)
+	waitStopped(n.cluster.tb, n.Name, m.Pid())
+}
+
+// waitStopped returns once every thread of process pid is stopped: kill(2) only queues SIGSTOP, and a thread running on
+// another core goes on until it next enters the kernel, so a paused member could still answer a request just sent.
+func waitStopped(tb testing.TB, name string, pid int) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		if err != nil {
+			return // not Linux, or the process is gone: nothing to wait for
+		}
+		stopped := true
+		for _, task := range tasks {
+			tid, _ := strconv.Atoi(task.Name())
+			if state, _, ok := procStat(tid); ok && state != 'T' && state != 't' {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("testcluster: member %s (pid %d) is not stopped 10s after SIGSTOP", name, pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Resume continues a paused process with SIGCONT.
