@@ -107,11 +107,14 @@ func Build(ctx context.Context, o Options) (*plans.Plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		st, err := m.Status(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("every member must answer to plan an upgrade: %w", err)
+		mem := member{name: row.Name, typ: memberType(row.Type), software: row.Software, level: row.Level, agent: row.AgentAddr, addr: row.Addr}
+		if st, err := m.Status(ctx); err == nil {
+			mem.software, mem.level = st.Version.Software, st.Version.Level
+		} else if row.Software == "" {
+			return nil, fmt.Errorf("member %s does not answer and the primary has not seen its version: start it to plan an upgrade: %w", row.Name, err)
 		}
-		mem := member{name: row.Name, typ: memberType(row.Type), software: st.Version.Software, level: st.Version.Level, agent: row.AgentAddr, addr: row.Addr}
+		// A member that does not answer is planned at the version the primary last saw; the plan's pre-checks show it
+		// unreachable until it is back.
 		if a, ok := o.Agents[row.Name]; ok {
 			mem.agent = a
 		}

@@ -433,6 +433,16 @@ func TestUpgradeBadInput(t *testing.T) {
 		t.Fatalf("a plan refused by its guard changed members: before %v, after %v", before, after)
 	}
 
+	// A member that is down is planned at the version the primary last saw, and the plan shows the pre-checks that need
+	// it failing, with the reason, instead of refusing to make a plan.
+	f.node("A").StopByAgent()
+	r := failUpgrade(t, "failing pre-checks (nothing was changed)", "plan", "--mirror", f.node("B").Addr, "--to-binary", f.new, "--wait", "1s")
+	for _, want := range []string{"upgrade A (Failover) from 0.9.0", "✗ member: member A", "is not reachable", "✗ backup-active: the backup A is not Active"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("the plan with member A down does not show %q: %s", want, r)
+		}
+	}
+
 	// Members without host agents cannot be upgraded: the plan says how to fix it.
 	c := testcluster.New(t)
 	c.Add("P")
