@@ -421,8 +421,14 @@ func (r *runner) readFile(ctx context.Context, src Source, fi int, f *File, free
 
 // work hashes, compresses, seals and stores chunks, with its own encoder and output buffer.
 func (r *runner) work(ctx context.Context, files []File, free chan<- []byte, jobs <-chan chunkJob) error {
+	// A window no larger than a chunk: a chunk is compressed on its own, so a larger one only costs memory and, at the
+	// fastest level, time (its tables are sized by the window).
+	window := zstd.MinWindowSize
+	for int64(window) < r.opts.ChunkSize && window < zstd.MaxWindowSize {
+		window <<= 1
+	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(r.opts.Level)),
-		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false), zstd.WithWindowSize(window))
 	if err != nil {
 		return fmt.Errorf("backup %s: zstd encoder: %w", r.name(), err)
 	}

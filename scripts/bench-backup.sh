@@ -227,6 +227,8 @@ for round in $(seq 1 "$ROUNDS"); do
   measure mirrorkit-backup-s3 "$round" "$migrate" backup --mirror "$A" --db BIG --stage "$s3_stage" "${s3_flags[@]}" \
     --s3-create-bucket --json
   s3_id=$(backup_id mirrorkit-backup-s3)
+  measure mirrorkit-backup-dir-level1 "$round" "$migrate" backup --mirror "$A" --db BIG --stage "$work/stage1" --level 1 --json
+  l1_id=$(backup_id mirrorkit-backup-dir-level1)
   rm -f "$work/ref.tar.zst"
   measure tar-zstd "$round" bash -c "$tar_zstd" tar-zstd "$work/ref" "$work/ref.tar.zst"
   measure pgbackrest-backup "$round" "${pgbackrest[@]}" backup --type=full
@@ -236,6 +238,7 @@ pg_stored=$("${pgbackrest[@]}" info --output=json | jq '.[0].backup[-1].info.rep
 "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$pg_data" -m fast -w -t 60 stop >/dev/null
 {
   printf '{"kind":"size","system":"mirrorkit","input_bytes":%d,"stored_bytes":%d}\n' "$ref_bytes" "$(bytes_in "$work/stage/BIG/$dir_id")"
+  printf '{"kind":"size","system":"mirrorkit-level1","input_bytes":%d,"stored_bytes":%d}\n' "$ref_bytes" "$(bytes_in "$work/stage1/BIG/$l1_id")"
   printf '{"kind":"size","system":"tar-zstd","input_bytes":%d,"stored_bytes":%d}\n' "$ref_bytes" "$(bytes_in "$work/ref.tar.zst")"
   printf '{"kind":"size","system":"pgbackrest","input_bytes":%d,"stored_bytes":%d}\n' "$pg_bytes" "$pg_stored"
 } | tee -a "$results"
@@ -246,6 +249,8 @@ for round in $(seq 1 "$ROUNDS"); do
   measure mirrorkit-restore-dir "$round" "$migrate" restore --stage "$work/stage" --db BIG --backup "$dir_id" --dir "$work/restored" --json
   rm -rf "$work/restored"
   measure mirrorkit-restore-s3 "$round" "$migrate" restore --stage "$s3_stage" "${s3_flags[@]}" --db BIG --backup "$s3_id" --dir "$work/restored" --json
+  rm -rf "$work/restored"
+  measure mirrorkit-restore-dir-level1 "$round" "$migrate" restore --stage "$work/stage1" --db BIG --backup "$l1_id" --dir "$work/restored" --json
   rm -rf "$work/restored"
   if [ "$round" -gt 1 ]; then # the previous round's copy goes, so the member can take a new one
     "$member" db dismount BIG --member "$C" >/dev/null
