@@ -5,9 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 )
+
+// HoldEnv names an environment variable for crash tests: set to STEP:PHASE (for example "3:verify"), an execution stops
+// right after reporting that phase of that step and waits there until it is interrupted, so that a test can kill it at that
+// exact point however fast the step is. It has no effect when unset.
+const HoldEnv = "MIRRORKIT_PLAN_HOLD_AT"
 
 // Handler carries out the steps of one kind. Tools supply one per kind they put in their plans.
 type Handler struct {
@@ -228,11 +234,17 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	}
 
 	r.emit(s, PhaseRun, s.Title)
+	if err := hold(ctx, s, PhaseRun); err != nil {
+		return r.fail(ctx, s, err.Error(), err)
+	}
 	if err := hd.Run(ctx, s, r.ev); err != nil {
 		return r.fail(ctx, s, err.Error(), err)
 	}
 	if hd.Verify != nil {
 		r.emit(s, PhaseVerify, s.Verify)
+		if err := hold(ctx, s, PhaseVerify); err != nil {
+			return r.fail(ctx, s, err.Error(), err)
+		}
 		if err := hd.Verify(ctx, s); err != nil {
 			return r.fail(ctx, s, "verification failed: "+err.Error(), fmt.Errorf("verification failed: %w", err))
 		}
@@ -246,6 +258,16 @@ func (r *run) step(ctx context.Context, s *Step) error {
 	r.ev.Event(Event{Time: time.Now(), Plan: r.p.ID, Step: s.N, Kind: s.Kind, Phase: PhaseDone, Message: s.Title,
 		Estimate: s.Estimate, Elapsed: Duration(ss.Ended.Sub(ss.Started))})
 	return nil
+}
+
+// hold waits for ctx to end when HoldEnv names this phase of step s.
+func hold(ctx context.Context, s *Step, phase string) error {
+	if os.Getenv(HoldEnv) != fmt.Sprintf("%d:%s", s.N, phase) {
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "held after the %s of step %d by %s\n", phase, s.N, HoldEnv)
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // Undo walks p back from its last started step to step 1, calling each step's undo and marking it undone. It refuses, before

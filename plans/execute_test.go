@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeSystem stands for the live system the handlers of samplePlan act on: it counts what was called and lets a test make
@@ -470,4 +471,52 @@ func TestUndo(t *testing.T) {
 			t.Fatalf("Undo error %v", err)
 		}
 	})
+}
+
+// With HoldEnv naming a step's phase, an execution stops right after reporting it and waits, running nothing more, until
+// it is interrupted; the step is then failed as interrupted, and a re-run finishes the plan.
+func TestExecuteHoldsForCrashTests(t *testing.T) {
+	for _, phase := range []string{PhaseRun, PhaseVerify} {
+		t.Run(phase, func(t *testing.T) {
+			t.Setenv(HoldEnv, "2:"+phase)
+			p, sys, path, rec := samplePlan(t), newFakeSystem(), statePath(t), &recorder{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				_, err := Execute(ctx, p, sys.handlers(), path, rec)
+				done <- err
+			}()
+			held := "2:" + phase
+			if err := WaitFor(context.Background(), 10*time.Second, 5*time.Millisecond, func() error {
+				if got := rec.phases(); len(got) == 0 || got[len(got)-1] != held {
+					return fmt.Errorf("waiting for %s: events %v", held, got)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("the execution ended while held: %v", err)
+			default:
+			}
+			wantRuns := 0
+			if phase == PhaseVerify {
+				wantRuns = 1
+			}
+			if got := sys.runCount(2); got != wantRuns {
+				t.Fatalf("held after %s, step 2 ran %d times", phase, got)
+			}
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("held execution interrupted: %v", err)
+			}
+			t.Setenv(HoldEnv, "")
+			st, err := Execute(context.Background(), p, sys.handlers(), path, nil)
+			if err != nil || !st.Finished {
+				t.Fatalf("re-run: %v %+v", err, st)
+			}
+		})
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/internal/memberproc"
 	"github.com/mirrorkit/mirrorkit/internal/testcluster"
+	"github.com/mirrorkit/mirrorkit/plans"
 )
 
 // shadowSetup starts the source A and the destinations dests, each running shadow SH of A's databases dbs (same names),
@@ -309,14 +310,16 @@ func TestConvertShadowModifiedCopy(t *testing.T) {
 // false and the run's result.
 func runConvertUntil(t *testing.T, step int, phase string, args []string) (bool, result) {
 	t.Helper()
-	ok, r := memberproc.RunUntil(t, "migrate", nil, 2*time.Minute, func(line json.RawMessage) bool {
+	// Held there until killed (plans.HoldEnv): a fast step would otherwise be over before the kill lands.
+	hold := []string{fmt.Sprintf("%s=%d:%s", plans.HoldEnv, step, phase)}
+	ok, r := memberproc.RunUntil(t, "migrate", hold, 2*time.Minute, func(line json.RawMessage) bool {
 		var v convertOutput
 		return json.Unmarshal(line, &v) == nil && v.Step == step && v.Phase == phase
 	}, args...)
 	return ok, result{stdout: r.Stdout, stderr: r.Stderr, code: r.ExitCode}
 }
 
-// kill -9 of convert-shadow in each step in turn, once as its action starts and once as its verification starts (the action
+// kill -9 of convert-shadow in each step in turn, once as its action is about to start and once as its verification starts (the action
 // done, the step not yet recorded as done), each time run again, while a client writes: the last run finishes the plan,
 // every copy still joins in place, and no acknowledged write is lost.
 func TestConvertShadowKillEachStep(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/internal/memberproc"
 	"github.com/mirrorkit/mirrorkit/internal/testcluster"
+	"github.com/mirrorkit/mirrorkit/plans"
 )
 
 func TestMain(m *testing.M) {
@@ -328,7 +329,9 @@ type upgradeEvent struct {
 // what the run printed on stderr.
 func applyUntil(t *testing.T, planPath string, step int, phase string) (bool, string) {
 	t.Helper()
-	ok, r := memberproc.RunUntil(t, "upgrade", []string{"MIRRORKIT_AGENT_TOKEN=" + testcluster.AgentToken}, 3*time.Minute,
+	// Held there until killed (plans.HoldEnv): a fast step would otherwise be over before the kill lands.
+	env := []string{"MIRRORKIT_AGENT_TOKEN=" + testcluster.AgentToken, fmt.Sprintf("%s=%d:%s", plans.HoldEnv, step, phase)}
+	ok, r := memberproc.RunUntil(t, "upgrade", env, 3*time.Minute,
 		func(line json.RawMessage) bool {
 			var ev upgradeEvent
 			return json.Unmarshal(line, &ev) == nil && ev.Step == step && ev.Phase == phase
@@ -336,9 +339,9 @@ func applyUntil(t *testing.T, planPath string, step int, phase string) (bool, st
 	return ok, r.Stderr
 }
 
-// TestUpgradeKilledAtEachStepThenRolledBack kills `upgrade apply` with SIGKILL in the action and in the verification of
-// every step in turn, re-running it each time, while a client writes; then rolls the finished upgrade back. An old member
-// is refused the journal once the new build is primary.
+// TestUpgradeKilledAtEachStepThenRolledBack kills `upgrade apply` with SIGKILL as the action is about to start and as the
+// verification starts, in every step in turn, re-running it each time, while a client writes; then rolls the finished
+// upgrade back. An old member is refused the journal once the new build is primary.
 func TestUpgradeKilledAtEachStepThenRolledBack(t *testing.T) {
 	f := newFixture(t, member{"A", ""}, member{"B", "failover"}, member{"C", "dr"})
 	l := f.load(t)
