@@ -197,6 +197,7 @@ func TestConfigFile(t *testing.T) {
 data_dir = "`+filepath.Join(dir, "data")+`"
 listen = "`+data+`"
 admin_listen = "`+admin+`"
+db_compression = "good"
 [journal]
 segment_size = 2097152
 [log]
@@ -219,6 +220,9 @@ level = "debug"
 	if !strings.Contains(m.LogTail(100), `"level":"debug"`) {
 		t.Fatal("log.level from the config file not applied")
 	}
+	if !strings.Contains(m.LogTail(100), `"db_compression":"good"`) {
+		t.Fatal("db_compression from the config file not applied")
+	}
 	if r := memberproc.CLI(t, "run", "--config", filepath.Join(dir, "missing.toml")); r.ExitCode != 2 || !strings.Contains(r.Stderr, "missing.toml") {
 		t.Fatalf("missing config: exit %d %q", r.ExitCode, r.Stderr)
 	}
@@ -226,6 +230,9 @@ level = "debug"
 	os.WriteFile(bad, []byte("name = \"x\"\ndata_dir = \"/tmp/x\"\nbogus = 1\n"), 0o644)
 	if r := memberproc.CLI(t, "run", "--config", bad); r.ExitCode != 2 || !strings.Contains(r.Stderr, "bogus") {
 		t.Fatalf("unknown key: exit %d %q", r.ExitCode, r.Stderr)
+	}
+	if r := memberproc.CLI(t, "run", "--config", cfg, "--db-compression", "tiny"); r.ExitCode != 2 || !strings.Contains(r.Stderr, `db_compression: database compression "tiny"`) {
+		t.Fatalf("bad --db-compression: exit %d %q", r.ExitCode, r.Stderr)
 	}
 	if r := memberproc.CLI(t, "run", "--config", cfg, "--name", "has space"); r.ExitCode != 2 || !strings.Contains(r.Stderr, "name") {
 		t.Fatalf("bad name flag: exit %d %q", r.ExitCode, r.Stderr)

@@ -15,13 +15,15 @@ const MaxMemberName = 32
 
 // Config is a member's configuration: the TOML file of `member run --config`, with every key also settable by a flag.
 type Config struct {
-	Name         string        `toml:"name"`
-	DataDir      string        `toml:"data_dir"`
-	Listen       string        `toml:"listen"`
-	AdminListen  string        `toml:"admin_listen"`
-	MaxValueSize int           `toml:"max_value_size"`
-	MaxFrame     int           `toml:"max_frame"`
-	Journal      JournalConfig `toml:"journal"`
+	Name         string `toml:"name"`
+	DataDir      string `toml:"data_dir"`
+	Listen       string `toml:"listen"`
+	AdminListen  string `toml:"admin_listen"`
+	MaxValueSize int    `toml:"max_value_size"`
+	// DBCompression is how databases compress their table files: fast (default), balanced or good (store.Compression).
+	DBCompression string        `toml:"db_compression"`
+	MaxFrame      int           `toml:"max_frame"`
+	Journal       JournalConfig `toml:"journal"`
 	// Peers overrides how this member reaches other members' data ports: member name → host:port.
 	Peers map[string]string `toml:"peers"`
 	// TLS: this member's certificate, key and the mirror's CA. When set, every port of the member speaks mutual TLS.
@@ -126,6 +128,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Journal.SegmentSize < 1<<20 {
 		return fmt.Errorf("journal.segment_size: %d is below the minimum of 1 MiB", c.Journal.SegmentSize)
+	}
+	if _, err := store.ParseCompression(c.DBCompression); err != nil {
+		return fmt.Errorf("db_compression: %w", err)
 	}
 	if c.MaxValueSize < 1 || c.MaxValueSize > 64<<20 {
 		return fmt.Errorf("max_value_size: %d is outside 1 byte..64 MiB", c.MaxValueSize)

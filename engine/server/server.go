@@ -120,7 +120,9 @@ func (s *Server) openStorage() error {
 	}
 	s.mirrors = mgr
 	s.metrics.registry.MustRegister(mgr.Metrics())
-	st, err := store.Open(store.Options{Dir: s.cfg.DataDir, Journal: jrn, Mirrors: mgr.Attachments(), Logger: s.log, MaxValueSize: s.cfg.MaxValueSize})
+	comp, _ := store.ParseCompression(s.cfg.DBCompression) // checked by Config.Validate
+	st, err := store.Open(store.Options{Dir: s.cfg.DataDir, Journal: jrn, Mirrors: mgr.Attachments(), Logger: s.log, MaxValueSize: s.cfg.MaxValueSize,
+		Compression: comp})
 	if err != nil {
 		mgr.CloseJournals()
 		jrn.Close()
@@ -167,7 +169,7 @@ func (s *Server) Serve() {
 		defer s.loops.Done()
 		s.purgeLoop()
 	}()
-	s.log.Info().Str("listen", s.DataAddr()).Str("admin", s.AdminAddr()).Msg("member serving")
+	s.log.Info().Str("listen", s.DataAddr()).Str("admin", s.AdminAddr()).Str("db_compression", string(s.store.Compression())).Msg("member serving")
 }
 
 func (s *Server) purgeLoop() {

@@ -124,6 +124,7 @@ func TestConfigValidation(t *testing.T) {
 		{func(c *Config) { c.Journal.SegmentSize = 1000 }, "segment_size"},
 		{func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{func(c *Config) { c.MaxValueSize = 32 << 20 }, "max_frame"},
+		{func(c *Config) { c.DBCompression = "tiny" }, `db_compression: database compression "tiny": want one of fast, balanced, good`},
 	} {
 		c := Config{Name: "ok", DataDir: "/tmp/x"}
 		c.Defaults()

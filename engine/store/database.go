@@ -109,7 +109,7 @@ type Database struct {
 
 // openDatabase opens the Pebble instance in dir. With create, the directory must be new and the meta keys are written with
 // start as the applied position.
-func openDatabase(dir, name, mirror string, incarnation uint64, create bool, start journal.Position, attach *Attachment, cache *pebble.Cache, log zerolog.Logger) (*Database, error) {
+func openDatabase(dir, name, mirror string, incarnation uint64, create bool, start journal.Position, attach *Attachment, cache *pebble.Cache, comp Compression, log zerolog.Logger) (*Database, error) {
 	d := &Database{name: name, dir: dir, incarnation: incarnation, log: log.With().Str("db", name).Logger()}
 	d.setMirror(mirror)
 	d.attach.Store(attach)
@@ -125,6 +125,7 @@ func openDatabase(dir, name, mirror string, incarnation uint64, create bool, sta
 			FlushBegin: func(pebble.FlushInfo) { d.syncJournalBeforeFlush() },
 		},
 	}
+	comp.apply(opts)
 	pdb, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s at %s: %w", name, dir, err)

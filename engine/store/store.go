@@ -32,7 +32,9 @@ type Options struct {
 	Logger       zerolog.Logger
 	MaxValueSize int   // default DefaultMaxValueSize
 	CacheSize    int64 // shared block cache, default 64 MiB
-	Now          func() time.Time
+	// Compression of the databases' table files (default CompressionFast).
+	Compression Compression
+	Now         func() time.Time
 }
 
 // Store is a member's set of databases.
@@ -45,6 +47,14 @@ type Store struct {
 	cat     catalog
 	dbs     map[string]*Database
 	closing bool
+}
+
+// Compression is how this store's databases compress the table files they write.
+func (s *Store) Compression() Compression {
+	if s.opts.Compression == "" {
+		return CompressionFast
+	}
+	return s.opts.Compression
 }
 
 // Info describes a database for listings and status.
@@ -81,7 +91,7 @@ func Open(opts Options) (*Store, error) {
 		if !e.Mounted {
 			continue
 		}
-		d, err := openDatabase(filepath.Join(opts.Dir, e.Dir), e.Name, e.Mirror, e.Incarnation, false, journal.Position{}, s.attachment(e.Mirror), s.cache, s.log)
+		d, err := openDatabase(filepath.Join(opts.Dir, e.Dir), e.Name, e.Mirror, e.Incarnation, false, journal.Position{}, s.attachment(e.Mirror), s.cache, s.opts.Compression, s.log)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -317,7 +327,7 @@ func (s *Store) CreateWith(name string, opts CreateOptions) (Info, error) {
 	} else if start.IsZero() {
 		start = a.Journal.AppendedEnd()
 	}
-	d, err := openDatabase(dir, name, opts.Mirror, e.Incarnation, true, start, a, s.cache, s.log)
+	d, err := openDatabase(dir, name, opts.Mirror, e.Incarnation, true, start, a, s.cache, s.opts.Compression, s.log)
 	if err != nil {
 		return Info{}, err
 	}
@@ -429,7 +439,7 @@ func (s *Store) setMounted(name string, mount bool) (Info, error) {
 		return s.infoLocked(e), nil
 	}
 	if mount {
-		d, err := openDatabase(filepath.Join(s.opts.Dir, e.Dir), e.Name, e.Mirror, e.Incarnation, false, journal.Position{}, s.attachment(e.Mirror), s.cache, s.log)
+		d, err := openDatabase(filepath.Join(s.opts.Dir, e.Dir), e.Name, e.Mirror, e.Incarnation, false, journal.Position{}, s.attachment(e.Mirror), s.cache, s.opts.Compression, s.log)
 		if err != nil {
 			return Info{}, err
 		}
@@ -592,7 +602,7 @@ func (s *Store) Adopt(name, mirror string, check func(applied journal.Position) 
 	if a == nil {
 		return Info{}, fmt.Errorf("adopt database %s: mirror %s is not active on this member", name, mirror)
 	}
-	d, err := openDatabase(dir, name, mirror, 0, false, journal.Position{}, a, s.cache, s.log)
+	d, err := openDatabase(dir, name, mirror, 0, false, journal.Position{}, a, s.cache, s.opts.Compression, s.log)
 	if err != nil {
 		return Info{}, err
 	}
