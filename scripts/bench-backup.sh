@@ -146,6 +146,20 @@ cp -a "$big_dir" "$work/ref"
 "$member" db add-to-mirror BIG --mirror MIR --member "$A"
 ref_bytes=$(bytes_in "$work/ref")
 
+step "mirrorkit: member G storing its databases with --db-compression good (mirror MIRG), and the same database BIG"
+start_member G 127.0.0.35 "$work/G" --db-compression good
+G=${member_addr[G]}
+"$member" mirror create MIRG --member "$G" --qos "$QOS"
+"$member" db create BIG --member "$G"
+"$bb" load --member "$G" --db BIG --gib "$GIB" | tee "$work/load-good.json"
+"$member" db dismount BIG --member "$G"
+good_bytes=$(bytes_in "$("$member" db list --member "$G" --json | jq -r '.[] | select(.name == "BIG") | .dir')")
+"$member" db mount BIG --member "$G"
+"$member" db add-to-mirror BIG --mirror MIRG --member "$G"
+load_fast=$(jq -r 'select(.kind == "load") | .seconds' "$results")
+load_good=$(jq -r 'select(.kind == "load") | .seconds' "$work/load-good.json")
+facts+=("Loading BIG through the client, fast / good compression=$(printf '%.1f s / %.1f s' "$load_fast" "$load_good")")
+
 step "MinIO"
 minio_addr="127.0.0.1:$(free_port 127.0.0.1)"
 export AWS_ACCESS_KEY_ID=backupbench AWS_SECRET_ACCESS_KEY=backupbench-secret
@@ -229,6 +243,8 @@ for round in $(seq 1 "$ROUNDS"); do
   s3_id=$(backup_id mirrorkit-backup-s3)
   measure mirrorkit-backup-dir-level1 "$round" "$migrate" backup --mirror "$A" --db BIG --stage "$work/stage1" --level 1 --json
   l1_id=$(backup_id mirrorkit-backup-dir-level1)
+  measure mirrorkit-backup-dir-good "$round" "$migrate" backup --mirror "$G" --db BIG --stage "$work/stageg" --json
+  good_id=$(backup_id mirrorkit-backup-dir-good)
   rm -f "$work/ref.tar.zst"
   measure tar-zstd "$round" bash -c "$tar_zstd" tar-zstd "$work/ref" "$work/ref.tar.zst"
   measure pgbackrest-backup "$round" "${pgbackrest[@]}" backup --type=full
@@ -239,6 +255,7 @@ pg_stored=$("${pgbackrest[@]}" info --output=json | jq '.[0].backup[-1].info.rep
 {
   printf '{"kind":"size","system":"mirrorkit","input_bytes":%d,"stored_bytes":%d}\n' "$ref_bytes" "$(bytes_in "$work/stage/BIG/$dir_id")"
   printf '{"kind":"size","system":"mirrorkit-level1","input_bytes":%d,"stored_bytes":%d}\n' "$ref_bytes" "$(bytes_in "$work/stage1/BIG/$l1_id")"
+  printf '{"kind":"size","system":"mirrorkit-good","input_bytes":%d,"stored_bytes":%d}\n' "$good_bytes" "$(bytes_in "$work/stageg/BIG/$good_id")"
   printf '{"kind":"size","system":"tar-zstd","input_bytes":%d,"stored_bytes":%d}\n' "$ref_bytes" "$(bytes_in "$work/ref.tar.zst")"
   printf '{"kind":"size","system":"pgbackrest","input_bytes":%d,"stored_bytes":%d}\n' "$pg_bytes" "$pg_stored"
 } | tee -a "$results"
@@ -251,6 +268,8 @@ for round in $(seq 1 "$ROUNDS"); do
   measure mirrorkit-restore-s3 "$round" "$migrate" restore --stage "$s3_stage" "${s3_flags[@]}" --db BIG --backup "$s3_id" --dir "$work/restored" --json
   rm -rf "$work/restored"
   measure mirrorkit-restore-dir-level1 "$round" "$migrate" restore --stage "$work/stage1" --db BIG --backup "$l1_id" --dir "$work/restored" --json
+  rm -rf "$work/restored"
+  measure mirrorkit-restore-dir-good "$round" "$migrate" restore --stage "$work/stageg" --db BIG --backup "$good_id" --dir "$work/restored" --json
   rm -rf "$work/restored"
   if [ "$round" -gt 1 ]; then # the previous round's copy goes, so the member can take a new one
     "$member" db dismount BIG --member "$C" >/dev/null

@@ -9,14 +9,15 @@ free_port() { # a free TCP port on host $1
   fi
 }
 
-# start_member NAME IP DIR runs a member on its own loopback address with its data in DIR (its log next to it) and
-# waits until it serves.
+# start_member NAME IP DIR [ARGS…] runs a member on its own loopback address with its data in DIR (its log next to it),
+# ARGS added to its `member run`, and waits until it serves.
 start_member() {
   local name=$1 ip=$2 dir=$3 data admin pid
+  shift 3
   data="$ip:$(free_port "$ip")"
   admin="$ip:$(free_port "$ip")"
   mkdir -p "$(dirname "$dir")"
-  "$member" run --name "$name" --data-dir "$dir" --listen "$data" --admin-listen "$admin" --log-format json \
+  "$member" run --name "$name" --data-dir "$dir" --listen "$data" --admin-listen "$admin" --log-format json "$@" \
     >>"$dir.log" 2>&1 &
   pid=$!
   member_pid[$name]=$pid

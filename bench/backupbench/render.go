@@ -64,7 +64,9 @@ Throughput is this logical size divided by the wall time, for every system, what
   writes the database into an empty directory (the figure comparable to pgBackRest's restore), and `+"`migrate restore --to`"+`
   restores it onto a second member of the mirror (a DR async), where it is activated and catches up. The `+"`--level 1`"+`
   rows back up to a second directory at zstd's fastest level and restore that backup: they show what the compression
-  level (configurable; the targets are judged at the defaults) costs and saves.
+  level (configurable; the targets are judged at the defaults) costs and saves. The `+"`--db-compression good`"+` rows
+  back up, to a third directory, the same rows loaded into a member whose databases store their table files with zstd
+  (`+"`member run --db-compression good`"+`; the default is Snappy), and restore that backup.
 - Reference: `+"`tar -cf - -C DIR . | zstd -3 -T2`"+` of a copy of the member's database directory (taken while it was
   dismounted), and `+"`zstd -d -T2 | tar -x`"+` into an empty directory; each then syncs what it wrote (`+"`sync FILE…`"+`), as
   migrate and pgBackRest make their output durable before they finish.

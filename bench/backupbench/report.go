@@ -29,11 +29,13 @@ var measurements = []measurement{
 	{"mirrorkit-backup-dir", opBackup, "mirrorkit `migrate backup` → directory", true},
 	{"mirrorkit-backup-s3", opBackup, "mirrorkit `migrate backup` → MinIO", true},
 	{"mirrorkit-backup-dir-level1", opBackup, "mirrorkit `migrate backup --level 1` → directory", true},
+	{"mirrorkit-backup-dir-good", opBackup, "mirrorkit `migrate backup` → directory, from a member run with `--db-compression good`", true},
 	{"tar-zstd", opBackup, "`tar -cf - | zstd -3 -T2` (reference)", false},
 	{"pgbackrest-backup", opBackup, "pgBackRest `backup --type=full`", false},
 	{"mirrorkit-restore-dir", opRestore, "mirrorkit `migrate restore --dir` from the directory", true},
 	{"mirrorkit-restore-s3", opRestore, "mirrorkit `migrate restore --dir` from MinIO", true},
 	{"mirrorkit-restore-dir-level1", opRestore, "mirrorkit `migrate restore --dir` of the `--level 1` backup", true},
+	{"mirrorkit-restore-dir-good", opRestore, "mirrorkit `migrate restore --dir` of the backup of the `--db-compression good` member", true},
 	{"mirrorkit-restore-member", opRestore, "mirrorkit `migrate restore --to` a member, from the directory", true},
 	{"zstd-tar", opRestore, "`zstd -d -T2 | tar -x` (reference)", false},
 	{"pgbackrest-restore", opRestore, "pgBackRest `restore` into an empty PGDATA", false},
@@ -69,6 +71,7 @@ type system struct{ name, label string }
 var systems = []system{
 	{"mirrorkit", "mirrorkit (database directory; one backup in the directory target)"},
 	{"mirrorkit-level1", "mirrorkit at `--level 1` (database directory; one backup in the directory target)"},
+	{"mirrorkit-good", "mirrorkit, member run with `--db-compression good` (its database directory; one backup)"},
 	{"tar-zstd", "`tar | zstd -3` (copy of the database directory; the .tar.zst)"},
 	{"pgbackrest", "pgBackRest (PGDATA; one full backup in the repository, WAL archive excluded)"},
 }
