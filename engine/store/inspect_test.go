@@ -16,9 +16,9 @@ import (
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
-// TestInspectAndHashCheckpoint checks that a checkpoint read from its directory alone reports what the mounted database
-// reported: its identity, its lowest applied position (partitions included) and its logical hash.
-func TestInspectAndHashCheckpoint(t *testing.T) {
+// mirroredStore opens a store in a new directory with mirror MIR attached, closed when the test ends.
+func mirroredStore(t *testing.T) *Store {
+	t.Helper()
 	dir := t.TempDir()
 	local, mj, log := openJournals(t, dir)
 	s, err := Open(Options{Dir: dir, Journal: local, Logger: log, Mirrors: map[string]Attachment{"MIR": {Journal: mj}}})
@@ -26,6 +26,13 @@ func TestInspectAndHashCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestInspectAndHashCheckpoint checks that a checkpoint read from its directory alone reports what the mounted database
+// reported: its identity, its lowest applied position (partitions included) and its logical hash.
+func TestInspectAndHashCheckpoint(t *testing.T) {
+	s := mirroredStore(t)
 
 	if _, err := s.Create("L"); err != nil {
 		t.Fatal(err)
@@ -138,13 +145,7 @@ func TestInspectNotADatabase(t *testing.T) {
 // A checkpoint whose table files were deleted under it (a snapshot released while it was being hashed) fails the
 // inspection with an error; it never stops the process.
 func TestHashDirWithMissingTables(t *testing.T) {
-	dir := t.TempDir()
-	local, mj, log := openJournals(t, dir)
-	s, err := Open(Options{Dir: dir, Journal: local, Logger: log, Mirrors: map[string]Attachment{"MIR": {Journal: mj}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := mirroredStore(t)
 	if _, err := s.Create("L"); err != nil {
 		t.Fatal(err)
 	}
