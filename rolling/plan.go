@@ -244,35 +244,56 @@ func (b *builder) build(members []member) *plans.Plan {
 		b.downtime(members)
 		return b.plan
 	}
+	// A member that already runs the target (one added on a new host before the upgrade) has nothing to install.
 	for _, a := range b.asyncs {
-		b.install(a, b.primary, installEstimate)
+		if !b.atTarget(a) {
+			b.install(a, b.primary, installEstimate)
+		}
 	}
 	bk := b.backup[0]
-	b.plan.Add(plans.Step{Kind: KindNoFailover, Member: b.primary, Args: args("on", "true", "primary", b.primary),
-		Title:  fmt.Sprintf("set no-failover on %s so that the backup's restart is not mistaken for a failure", b.primary),
-		Checks: []plans.Check{{Name: checkPrimary, Title: fmt.Sprintf("%s is the primary", b.primary)}, {Name: checkBackup, Title: "the backup is Active"}},
-		Verify: "the primary and the backup report no-failover", Undo: "clear no-failover", Estimate: plans.Duration(time.Second)})
-	b.install(bk, b.primary, installEstimate)
-	b.plan.Add(plans.Step{Kind: KindNoFailover, Member: b.primary, Args: args("on", "false", "primary", b.primary),
-		Title:  fmt.Sprintf("clear no-failover on %s", b.primary),
-		Checks: []plans.Check{{Name: checkPrimary, Title: fmt.Sprintf("%s is the primary", b.primary)}},
-		Verify: "no-failover is cleared", Undo: "set no-failover again", Estimate: plans.Duration(time.Second)})
+	if !b.atTarget(bk) {
+		b.plan.Add(plans.Step{Kind: KindNoFailover, Member: b.primary, Args: args("on", "true", "primary", b.primary),
+			Title:  fmt.Sprintf("set no-failover on %s so that the backup's restart is not mistaken for a failure", b.primary),
+			Checks: []plans.Check{{Name: checkPrimary, Title: fmt.Sprintf("%s is the primary", b.primary)}, {Name: checkBackup, Title: "the backup is Active"}},
+			Verify: "the primary and the backup report no-failover", Undo: "clear no-failover", Estimate: plans.Duration(time.Second)})
+		b.install(bk, b.primary, installEstimate)
+		b.plan.Add(plans.Step{Kind: KindNoFailover, Member: b.primary, Args: args("on", "false", "primary", b.primary),
+			Title:  fmt.Sprintf("clear no-failover on %s", b.primary),
+			Checks: []plans.Check{{Name: checkPrimary, Title: fmt.Sprintf("%s is the primary", b.primary)}},
+			Verify: "no-failover is cleared", Undo: "set no-failover again", Estimate: plans.Duration(time.Second)})
+	}
+	if b.atTarget(b.p) {
+		// The primary runs the target already: no failover; the database changes, if any, go to it now.
+		b.dbChange(b.primary, "the primary")
+		return b.plan
+	}
 	b.failover(b.primary, bk.name)
 	newPrimary := bk.name
-	if b.o.DBChangeCmd != "" {
-		n := b.plan.Add(plans.Step{Kind: KindDBChange, Member: newPrimary, Args: args("primary", newPrimary, "cmd", b.o.DBChangeCmd),
-			Title:    fmt.Sprintf("apply the database changes on the new primary %s: %s (they reach every member through the journal)", newPrimary, b.o.DBChangeCmd),
-			Checks:   []plans.Check{{Name: checkPrimary, Title: fmt.Sprintf("%s is the primary", newPrimary)}},
-			Verify:   "the command exited with status 0",
-			Estimate: plans.Duration(30 * time.Second)})
-		// Changes made by the new version's application cannot be taken back by swapping binaries.
-		b.plan.PointOfNoReturn = n
-	}
+	b.dbChange(newPrimary, "the new primary")
 	b.install(b.p, newPrimary, installEstimate)
 	if b.o.Failback {
 		b.failover(newPrimary, b.p.name)
 	}
 	return b.plan
+}
+
+// dbChange adds the step that runs the database change command (if any) on primary; it is the point of no return.
+func (b *builder) dbChange(primary, which string) {
+	if b.o.DBChangeCmd == "" {
+		return
+	}
+	n := b.plan.Add(plans.Step{Kind: KindDBChange, Member: primary, Args: args("primary", primary, "cmd", b.o.DBChangeCmd),
+		Title:    fmt.Sprintf("apply the database changes on %s %s: %s (they reach every member through the journal)", which, primary, b.o.DBChangeCmd),
+		Checks:   []plans.Check{{Name: checkPrimary, Title: fmt.Sprintf("%s is the primary", primary)}},
+		Verify:   "the command exited with status 0",
+		Estimate: plans.Duration(30 * time.Second)})
+	// Changes made by the new version's application cannot be taken back by swapping binaries.
+	b.plan.PointOfNoReturn = n
+}
+
+// atTarget reports whether m already runs the target version.
+func (b *builder) atTarget(m member) bool {
+	return m.software == b.o.Target.Version.Software && m.level == b.o.Target.Version.Level
 }
 
 // install adds the step that installs the target on m while primary serves.
@@ -337,12 +358,5 @@ func (b *builder) downtime(members []member) {
 			Undo:     fmt.Sprintf("stop %s", m.name),
 			Estimate: plans.Duration(10 * time.Second), Downtime: m.name == b.p.name})
 	}
-	if b.o.DBChangeCmd != "" {
-		n := b.plan.Add(plans.Step{Kind: KindDBChange, Member: b.primary, Args: args("primary", b.primary, "cmd", b.o.DBChangeCmd),
-			Title:    fmt.Sprintf("apply the database changes on the primary %s: %s", b.primary, b.o.DBChangeCmd),
-			Checks:   []plans.Check{{Name: checkPrimary, Title: fmt.Sprintf("%s is the primary", b.primary)}},
-			Verify:   "the command exited with status 0",
-			Estimate: plans.Duration(30 * time.Second)})
-		b.plan.PointOfNoReturn = n
-	}
+	b.dbChange(b.primary, "the primary")
 }

@@ -569,3 +569,43 @@ func TestOldMemberRefusedAsPrimary(t *testing.T) {
 		})
 	}
 }
+
+// TestNewBuildMemberJoinsBeforeTheUpgrade: a member running the new build (a new host) joins a mirror of the old build
+// as a DR async and receives the journal; the upgrade plan leaves it alone (it already runs the target), upgrades the
+// others, and the mirror finalizes with its data everywhere.
+func TestNewBuildMemberJoinsBeforeTheUpgrade(t *testing.T) {
+	f := newFixture(t, member{"A", ""}, member{"B", "failover"})
+	f.c.Add("D")
+	f.c.AddAgent("D").UseBinary(f.new)
+	f.c.Start("D")
+	A, D := f.node("A"), f.node("D")
+	mustNode(t, D, "mirror", "join", "MIR", "--primary", A.Addr, "--as", "dr")
+	f.c.WaitFor(t, "create APP on D", 30*time.Second, func() (bool, error) {
+		r := D.CLI(t, "db", "create", "APP", "--mirror", "MIR")
+		return r.ExitCode == 0, fmt.Errorf("%s", r.Stderr)
+	})
+	f.members = append(f.members, member{"D", "dr"})
+	mustNode(t, A, "kv", "set", "--db", "APP", "^Before", "old primary")
+	f.waitAllCurrent(t, "A")
+	if st, err := status(t, D); err != nil || st.Version.Software != newSoftware {
+		t.Fatalf("D runs %+v (%v), want %s", st.Version, err, newSoftware)
+	}
+
+	planPath, r := f.plan(t)
+	if strings.Contains(r.stdout, "upgrade D") || !strings.Contains(r.stdout, "upgrade A") || !strings.Contains(r.stdout, "upgrade B") {
+		t.Fatalf("the plan should upgrade A and B and leave D, which runs the target already:\n%s", r.stdout)
+	}
+	mustUpgrade(t, "apply", planPath, "--yes", "--wait", "90s")
+	f.waitVersions(t, newSoftware, newLevel)
+	mustUpgrade(t, "finalize", "--mirror", f.node("B").Addr, "--yes")
+	mustNode(t, f.node("B"), "kv", "set", "--db", "APP", "^After", "new primary")
+	for _, m := range f.members {
+		n := f.node(m.name)
+		f.c.WaitFor(t, "^Before and ^After on "+m.name, 60*time.Second, func() (bool, error) {
+			before := n.CLI(t, "kv", "get", "--db", "APP", "^Before")
+			after := n.CLI(t, "kv", "get", "--db", "APP", "^After")
+			ok := strings.TrimSpace(before.Stdout) == "old primary" && strings.TrimSpace(after.Stdout) == "new primary"
+			return ok, fmt.Errorf("%q %q %s%s", before.Stdout, after.Stdout, before.Stderr, after.Stderr)
+		})
+	}
+}
