@@ -86,12 +86,10 @@ start_at() {
   member_log[$name]=$log
   logs+=("$log")
   member_names+=("$name")
-  for _ in $(seq 1 300); do
-    "$member" status --member "${member_addr[$name]}" --timeout 1s >/dev/null 2>&1 && return 0
-    kill -0 "$pid" 2>/dev/null || fail "member $name exited during start (log $log)"
-    sleep 0.1
-  done
-  fail "member $name on ${member_addr[$name]} did not start"
+  wait_serving "${member_addr[$name]}" "$pid" || case $? in
+    1) fail "member $name exited during start (log $log)" ;;
+    *) fail "member $name on ${member_addr[$name]} did not start" ;;
+  esac
 }
 
 # start_all DIR TAG starts S, D1 and D2 from DIR/S, DIR/D1, DIR/D2. Their logs are the ones shown if the run fails.

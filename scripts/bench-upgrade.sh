@@ -108,12 +108,10 @@ start_host() {
   hosts+=("$name")
   member_addr[$name]=$data
   logs+=("$dir/agent.log" "$dir/member.log")
-  for _ in $(seq 1 300); do
-    "$member" status --member "$data" --timeout 1s >/dev/null 2>&1 && return 0
-    kill -0 "${agent_pid[$name]}" 2>/dev/null || fail "the agent of member $name exited during start (log $dir/agent.log)"
-    sleep 0.1
-  done
-  fail "member $name on $data did not start under its agent"
+  wait_serving "$data" "${agent_pid[$name]}" || case $? in
+    1) fail "the agent of member $name exited during start (log $dir/agent.log)" ;;
+    *) fail "member $name on $data did not start under its agent" ;;
+  esac
 }
 
 # setup DIR starts a fresh mirror MIR of the old build in DIR: A primary, B its backup, C a DR async and D a reporting

@@ -25,13 +25,21 @@ start_member() {
   member_log[$name]=$dir.log
   logs+=("$dir.log")
   member_names+=("$name")
+  wait_serving "$data" "$pid" || case $? in
+    1) echo "$bench_name: member $name exited during start" >&2; exit 1 ;;
+    *) echo "$bench_name: member $name on $data did not start" >&2; exit 1 ;;
+  esac
+}
+
+# wait_serving ADDR PID returns 0 once the member at data address ADDR answers, 1 if process PID (the member, or the agent
+# that runs it) exits first, and 2 after 30 seconds.
+wait_serving() {
   for _ in $(seq 1 300); do
-    "$member" status --member "$data" --timeout 1s >/dev/null 2>&1 && return 0
-    kill -0 "$pid" 2>/dev/null || { echo "$bench_name: member $name exited during start" >&2; exit 1; }
+    "$member" status --member "$1" --timeout 1s >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || return 1
     sleep 0.1
   done
-  echo "$bench_name: member $name on $data did not start" >&2
-  exit 1
+  return 2
 }
 
 stop_member() { # NAME: SIGTERM, then SIGKILL if it is still there after 10s; sets stopped_status to its exit status
