@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -430,6 +431,35 @@ func TestShadowRefusalsPurgedJournalAndRemove(t *testing.T) {
 		return st.State == shadow.Error && strings.Contains(st.Error, "no record")
 	})
 
+	// A shadow stopped exactly at the end of a segment that P then purges lost nothing: started again, it goes on.
+	mustNode(t, P, "db", "create", "EDGY")
+	mustNode(t, D, "shadow", "create", "EDGE", "--source", P.Addr, "--map", "EDGY=N3")
+	mustNode(t, D, "shadow", "start", "EDGE")
+	edge, _ := journalEnd(t, P)
+	waitShadow(t, c, D, "EDGE", "at the end of P's journal "+edge.String(), func(st shadow.Status) bool {
+		return st.State == shadow.Processing && st.Connected && st.Checkpoint.Segment == edge.Segment && st.Checkpoint.Offset == edge.Offset
+	})
+	mustNode(t, D, "shadow", "stop", "EDGE")
+	huge := bytes.Repeat([]byte("e"), 1<<20) // larger than a segment with its record header: starts the next one
+	if err := pc.Set(context.Background(), "EDGY", "^Edge", huge); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor(t, "P purges the segment EDGE stopped at the end of", 30*time.Second, func() (bool, error) {
+		_, first := journalEnd(t, P)
+		return edge.Segment < first.Segment, fmt.Errorf("P's local journal starts at %s", first)
+	})
+	if _, first := journalEnd(t, P); first.Segment != edge.Segment+1 {
+		t.Fatalf("P's journal starts at %s: the test needs segment %d, the one after EDGE's checkpoint %s", first, edge.Segment+1, edge)
+	}
+	mustNode(t, D, "shadow", "start", "EDGE")
+	waitShadow(t, c, D, "EDGE", "processing past the purged segment", func(st shadow.Status) bool {
+		return st.State == shadow.Processing && st.Connected && st.Error == "" && edge.Segment < st.Checkpoint.Segment
+	})
+	c.WaitFor(t, "the write after the purged segment reaches EDGE's copy", 30*time.Second, func() (bool, error) {
+		v, ok, err := dc.Get(context.Background(), "N3", "^Edge")
+		return err == nil && ok && bytes.Equal(v, huge), err
+	})
+
 	// A running or suspended shadow is not removed; a stopped one is, and its copy stays a local database with its data.
 	mustNode(t, D, "shadow", "create", "LIVE", "--source", P.Addr, "--map", "NEW=COPY")
 	mustNode(t, D, "shadow", "start", "LIVE")
@@ -472,7 +502,7 @@ func TestShadowRefusalsPurgedJournalAndRemove(t *testing.T) {
 		t.Fatalf("a source write after the removal reached the former copy: %v %v", ok, err)
 	}
 	D.AdminGet(t, "/api/v1/shadows", &all)
-	if len(all.Shadows) != 3 {
+	if len(all.Shadows) != 4 {
 		t.Fatalf("shadows after a restart: %+v", all.Shadows)
 	}
 }

@@ -35,4 +35,8 @@
 // then uvarints epoch, segment, offset (the record's own position, checked on
 // every read), transaction id, zigzag time, and length-prefixed database name,
 // key, value (if HasValue) and before-image (if HasBefore).
+//
+// Purge also records the end of the newest segment it deleted in the file
+// "purged-end" (see purgedend.go), so that a reader that had read everything up
+// to that end goes on in the oldest segment left instead of being refused.
 package journal

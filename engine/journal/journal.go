@@ -119,6 +119,7 @@ type Journal struct {
 	durableCh chan struct{}
 	writtenCh chan struct{}  // closed and replaced whenever written advances (or durable, truncation, failure)
 	segs      []segmentState // oldest first; the last is the one being appended to
+	purgedEnd Position       // end of the newest purged segment, zero if unknown (see purgedend.go)
 	retained  map[string]Position
 	stats     Stats
 
@@ -259,6 +260,11 @@ func (j *Journal) recover() error {
 	j.durable = j.appended
 	j.written = j.appended
 	j.recovery.First = j.firstLocked()
+	if pe, err := readPurgedEnd(j.fs, j.dir); err != nil {
+		j.log.Warn().Err(err).Msg("ignoring the recorded end of the purged journal")
+	} else if pe.Segment+1 == j.recovery.First.Segment {
+		j.purgedEnd = pe
+	}
 	j.recovery.End = j.appended
 	return nil
 }

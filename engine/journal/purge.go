@@ -67,10 +67,23 @@ func (j *Journal) Purge(policy PurgePolicy, floor Position) (removed []string, e
 		victims[i] = j.segs[i].num
 	}
 	// Forget them first: from here on readers report ErrPurged rather than
-	// a missing file.
+	// a missing file; one at the end of the last of them goes on in the
+	// oldest segment left.
+	var end Position
+	if n > 0 {
+		last := j.segs[n-1]
+		end = Position{Epoch: last.endEpoch, Segment: last.num, Offset: uint64(last.end)}
+		j.purgedEnd = end
+	}
 	j.segs = j.segs[n:]
 	j.mu.Unlock()
 
+	if n > 0 {
+		if err := writePurgedEnd(j.fs, j.dir, end); err != nil {
+			// Only a reader left exactly at that end after a restart loses by it: it is told its position is purged.
+			j.log.Warn().Err(err).Msg("purge journal")
+		}
+	}
 	for _, num := range victims {
 		path := j.fs.PathJoin(j.dir, segmentName(num))
 		if err := j.fs.Remove(path); err != nil {

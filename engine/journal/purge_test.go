@@ -156,3 +156,79 @@ func TestReopenAfterPurge(t *testing.T) {
 		t.Fatalf("recovery after purge: %+v", info)
 	}
 }
+
+// A reader left exactly at the end of the newest purged segment lost nothing: it goes on in the oldest segment, also after a
+// reopen; anywhere earlier is purged. A damaged record of that end is ignored (the position is then reported purged).
+func TestReadFromThePurgedEnd(t *testing.T) {
+	j, _, firsts := purgeJournal(t)
+	segs := j.Segments()
+	end3, end5 := segs[2].End, segs[4].End
+	if _, err := j.Purge(PurgePolicy{}, firsts[3].Pos); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, j *Journal, at Position, next Record) {
+		t.Helper()
+		if j.Purged(at) {
+			t.Fatalf("%s: %s reported purged", when, at)
+		}
+		r, err := j.NewReader(at)
+		if err != nil {
+			t.Fatalf("%s: reader from %s: %v", when, at, err)
+		}
+		defer r.Close()
+		if rec, err := r.Next(context.Background()); err != nil || rec.Pos != next.Pos {
+			t.Fatalf("%s: reader from %s: %+v, %v; want %s", when, at, rec.Pos, err, next.Pos)
+		}
+		frames, _, err := j.ReadEncoded(at, 1<<20)
+		if err != nil {
+			t.Fatalf("%s: ReadEncoded from %s: %v", when, at, err)
+		}
+		if rec, _, err := DecodeRecord(frames); err != nil || rec.Pos != next.Pos {
+			t.Fatalf("%s: ReadEncoded from %s: %+v, %v; want %s", when, at, rec.Pos, err, next.Pos)
+		}
+	}
+	purged := func(when string, j *Journal, at Position) {
+		t.Helper()
+		if !j.Purged(at) {
+			t.Fatalf("%s: %s not reported purged", when, at)
+		}
+		if _, err := j.NewReader(at); !errors.Is(err, ErrPurged) {
+			t.Fatalf("%s: reader from %s: %v", when, at, err)
+		}
+		if _, _, err := j.ReadEncoded(at, 1<<20); !errors.Is(err, ErrPurged) {
+			t.Fatalf("%s: ReadEncoded from %s: %v", when, at, err)
+		}
+	}
+	check("after the purge", j, end3, firsts[3])
+	purged("after the purge", j, segs[1].End)
+	purged("after the purge", j, Position{Epoch: end3.Epoch, Segment: end3.Segment, Offset: HeaderSize})
+	if j.Purged(Position{}) || j.Purged(firsts[3].Pos) {
+		t.Fatal("the oldest position reported purged")
+	}
+
+	opts := j.opts
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openTest(t, testDir, opts)
+	check("reopened", j, end3, firsts[3])
+
+	if _, err := j.Purge(PurgePolicy{}, firsts[5].Pos); err != nil {
+		t.Fatal(err)
+	}
+	check("after a second purge", j, end5, firsts[5])
+	purged("after a second purge", j, end3)
+
+	path := opts.FS.PathJoin(testDir, purgedEndFile)
+	data := readFile(t, opts.FS, path)
+	data[10] ^= 0xff
+	writeFile(t, opts.FS, path, data)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openTest(t, testDir, opts)
+	purged("with a damaged record of the purged end", j, end5)
+	if got := readAll(t, j); len(got) == 0 || got[0].Pos != firsts[5].Pos {
+		t.Fatalf("the journal reads from %+v after a damaged record of the purged end", got[0].Pos)
+	}
+}

@@ -38,6 +38,7 @@ func (j *Journal) NewReader(from Position) (*Reader, error) {
 	if from.IsZero() {
 		from = first
 	}
+	from = j.continueLocked(from)
 	durable := j.durable
 	var limit int64
 	var headerEpoch uint64

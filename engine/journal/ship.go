@@ -66,6 +66,10 @@ func (j *Journal) readEncoded(from Position, maxBytes int, written bool) (frames
 	if start.IsZero() {
 		start = first
 	}
+	if c := j.continueLocked(start); c != start {
+		// The end of the newest purged segment: the caller goes on from the oldest segment.
+		start, from = c, c
+	}
 	if start.Segment < first.Segment {
 		j.mu.Unlock()
 		return nil, from, fmt.Errorf("read journal %s from %s: %w; the oldest available position is %s", j.dir, from, ErrPurged, first)

@@ -426,7 +426,8 @@ func (m *Manager) JoinInPlace(db, mirror string, join func(pos journal.Position,
 	if info, err := m.store.Get(canon); err == nil && info.Mirror == mir.name {
 		return JoinResult{Info: info, Already: true}, nil
 	}
-	if first := mir.jrn.FirstPosition(); pos.Less(first) {
+	if mir.jrn.Purged(pos) {
+		first := mir.jrn.FirstPosition()
 		return JoinResult{}, fmt.Errorf("database %s joins mirror %s at %s, but this member's copy of the mirror journal starts at %s: the records in between are purged; copy the database instead: %w",
 			canon, mir.name, pos, first, wire.ErrBadRequest)
 	}

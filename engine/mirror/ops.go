@@ -506,7 +506,8 @@ func (m *Manager) Activate(name, mirror string) (store.Info, error) {
 		return store.Info{}, fmt.Errorf("database %s is not in mirror %s: add it on the primary %s first", canon, mir.name, mir.Config().Primary)
 	}
 	check := func(applied journal.Position) error {
-		if first := mir.jrn.FirstPosition(); applied.Less(first) {
+		if mir.jrn.Purged(applied) {
+			first := mir.jrn.FirstPosition()
 			return fmt.Errorf("the copy of %s has applied the mirror journal up to %s, but this member's copy of the journal starts at %s: the records in between are purged; take a newer backup or copy",
 				canon, applied, first)
 		}

@@ -171,7 +171,7 @@ func (mir *Mirror) serveReplica(c *wire.Conn, start wire.StreamStart) error {
 		refuse(c, e)
 		return e
 	}
-	if from.Less(mir.jrn.FirstPosition()) && !from.IsZero() {
+	if mir.jrn.Purged(from) {
 		mir.mu.Unlock()
 		e := &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("mirror %s journal from %s is purged on the primary %s (it starts at %s); rebuild member %s from a newer backup", mir.name, from, mir.mgr.opts.Self, mir.jrn.FirstPosition(), start.Member)}
 		refuse(c, e)

@@ -73,7 +73,8 @@ func (m *Manager) Serve(c *wire.Conn) error {
 	if probe {
 		from = jrn.DurableEnd()
 	}
-	if first := jrn.FirstPosition(); from.Segment < first.Segment {
+	if jrn.Purged(from) {
+		first := jrn.FirstPosition()
 		e := &wire.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("the local journal of %s from %s is purged (it starts at %s): restore the shadow's databases from a newer copy of the source's and start the shadow again from a newer position", m.opts.Self, from, first)}
 		refuse(c, e)
 		return e
