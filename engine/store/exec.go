@@ -87,9 +87,6 @@ func (d *Database) exec(ctx context.Context, ops []wire.Op, writes bool) ([]wire
 	jrn, local := a.Journal, false
 	if a.Local != nil {
 		jrn, local = a.Local, true
-		if err := d.startLocalWrites(a.Local); err != nil {
-			return nil, journal.Position{}, err
-		}
 	} else if a.Gate != nil {
 		done, err := a.Gate.BeginWrite(ctx, d.name)
 		if err != nil {
@@ -141,6 +138,12 @@ func (d *Database) commit(ops []wire.Op, a *Attachment, jrn Journal, local bool)
 	}
 	if len(tx.recs) == 0 {
 		return results, journal.Position{}, nil
+	}
+	if local {
+		// Only a write that changes something is a local write (a failed CAS, a kill of nothing leave a shadowed copy as it was).
+		if err := d.startLocalWritesLocked(jrn); err != nil {
+			return nil, journal.Position{}, err
+		}
 	}
 	tx.recs[len(tx.recs)-1].TxnEnd = true
 	end, err := jrn.Append(tx.recs)

@@ -134,11 +134,10 @@ func (d *Database) localApplied() journal.Position {
 	return d.local
 }
 
-// startLocalWrites records, durably and once, where this mirrored database's own records in the local journal begin, before
-// its first local write: recovery replays the local journal for it from there.
-func (d *Database) startLocalWrites(local Journal) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// startLocalWritesLocked records, durably and once, where this mirrored database's own records in the local journal begin,
+// before its first local write is appended: recovery replays the local journal for it from there. For a shadowed copy this
+// is also what marks it modified. d.mu is held.
+func (d *Database) startLocalWritesLocked(local Journal) error {
 	if !d.local.IsZero() {
 		return nil
 	}

@@ -285,6 +285,17 @@ func TestShadowJoinMirrorAt(t *testing.T) {
 		}
 	}
 
+	// Writes that change nothing (a failed compare-and-set, a kill of a node that does not exist) are no local writes.
+	noop := f.local.AppendedEnd()
+	exec1(t, f.s, "APP", wire.Op{Kind: wire.OpCAS, Key: key(t, "^Base"), Expect: []byte("not b"), ExpectExists: true, Value: []byte("x")})
+	exec1(t, f.s, "APP", wire.Op{Kind: wire.OpKill, Key: key(t, "^Nothing")})
+	if info := app.ShadowInfo(); info.Modified || f.local.AppendedEnd() != noop {
+		t.Fatalf("writes that changed nothing: %+v, local journal %s → %s", info, noop, f.local.AppendedEnd())
+	}
+	if v, ok := getv(t, f.s, "APP", "^Base"); !ok || v != "b" {
+		t.Fatalf("^Base after a failed compare-and-set: %q %v", v, ok)
+	}
+
 	// A local write to MOD: in the local journal, not the shadow's; the copy is marked modified, its checkpoint unchanged.
 	before := f.local.AppendedEnd()
 	set(t, f.s, "MOD", "^Local", "mine")
