@@ -3,11 +3,13 @@ package mirror
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/journal"
+	"github.com/mirrorkit/mirrorkit/engine/store"
 	"github.com/mirrorkit/mirrorkit/engine/wire"
 )
 
@@ -158,5 +160,49 @@ func TestForkPoint(t *testing.T) {
 	}
 	if len(cfg.Epochs) != maxEpochHistory || cfg.Epochs[len(cfg.Epochs)-1].Epoch != uint64(3+2*maxEpochHistory) {
 		t.Fatalf("history of %d entries ending at epoch %d", len(cfg.Epochs), cfg.Epochs[len(cfg.Epochs)-1].Epoch)
+	}
+}
+
+// A member that takes over marks the hashes its predecessor was still taking at add positions unavailable (copies waiting
+// for them join unverified instead of waiting for ever); a former primary no longer records the hash it finishes late.
+func TestPendingHashesAtTakeover(t *testing.T) {
+	c := Config{Primary: "A", Epoch: 3, Epochs: []EpochStart{{Epoch: 2, Primary: "A"}, {Epoch: 3, Primary: "A"}}, AddedHash: map[string]store.LogicalHash{
+		"DONE":  {Database: "DONE", SHA256: "abc"},
+		"TAKEN": {Database: "TAKEN"},
+		"LOST":  {Database: "LOST", SHA256: HashUnavailable},
+		"ALSO":  {Database: "ALSO"},
+	}}
+	if !c.hashesPending() {
+		t.Fatal("pending hashes not seen")
+	}
+	if !c.primarySince("A", 2) || c.primarySince("B", 2) {
+		t.Fatal("primarySince before a takeover")
+	}
+	next := c.clone()
+	if got := next.forgetPendingHashes(); !slices.Equal(got, []string{"ALSO", "TAKEN"}) {
+		t.Fatalf("forgotten: %v", got)
+	}
+	if next.hashesPending() || next.AddedHash["TAKEN"].SHA256 != HashUnavailable || next.AddedHash["DONE"].SHA256 != "abc" {
+		t.Fatalf("after forgetting: %+v", next.AddedHash)
+	}
+	if c.AddedHash["TAKEN"].SHA256 != "" {
+		t.Fatal("forgetting changed the configuration it was cloned from")
+	}
+	// B takes over in epoch 4; A then restarts as primary in epoch 5: A added in epoch 3 is not primary since then.
+	next.Primary, next.Epoch = "B", 4
+	next.addEpoch(EpochStart{Epoch: 4, Primary: "B"})
+	if next.primarySince("A", 3) || !next.primarySince("B", 4) {
+		t.Fatal("primarySince after a takeover")
+	}
+	next.Primary, next.Epoch = "A", 5
+	next.addEpoch(EpochStart{Epoch: 5, Primary: "A"})
+	if next.primarySince("A", 3) || !next.primarySince("A", 5) {
+		t.Fatal("primarySince after the old primary came back")
+	}
+	// The same primary beginning a new epoch (after a restart) is still the one that added the database.
+	c.addEpoch(EpochStart{Epoch: 4, Primary: "A"})
+	c.Epoch = 4
+	if !c.primarySince("A", 3) {
+		t.Fatal("a primary that began a new epoch itself")
 	}
 }

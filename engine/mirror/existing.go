@@ -45,17 +45,18 @@ func (m *Manager) AddExistingDatabase(name, mirror string) (store.Info, error) {
 		// Added before: its add position stays the one recorded (copies, backups and shadow markers refer to it).
 		return info, nil
 	}
+	epoch := mir.Config().Epoch
 	info, err := m.store.AttachToMirror(canon, mir.name, func(pos journal.Position) error {
 		if err := mir.recordDatabase(canon, pos, true); err != nil {
 			return err
 		}
-		return mir.recordAddedHash(canon, store.LogicalHash{Database: canon}) // pending until the hash is taken
+		return mir.recordAddedHash(epoch, canon, store.LogicalHash{Database: canon}) // pending until the hash is taken
 	}, func(h store.LogicalHash, err error) {
 		if err != nil {
 			mir.log.Warn().Err(err).Str("db", canon).Msg("logical hash at the add position")
 			h = store.LogicalHash{Database: canon, SHA256: HashUnavailable}
 		}
-		if err := mir.recordAddedHash(canon, h); err != nil {
+		if err := mir.recordAddedHash(epoch, canon, h); err != nil {
 			mir.log.Warn().Err(err).Str("db", canon).Msg("record the logical hash at the add position")
 			return
 		}
@@ -72,9 +73,16 @@ func (m *Manager) AddExistingDatabase(name, mirror string) (store.Info, error) {
 // (it stopped meanwhile): copies then join in place unverified.
 const HashUnavailable = "unavailable"
 
-// recordAddedHash records the logical hash of a database at its add position (an empty SHA256: still being taken).
-func (mir *Mirror) recordAddedHash(db string, h store.LogicalHash) error {
+// recordAddedHash records the logical hash of a database at its add position (an empty SHA256: still being taken), if this
+// member has been the primary ever since the epoch in which the database was added: otherwise the configuration is that of
+// a primary that marked the hash unavailable when it took over (a change here would put this member's configuration ahead
+// of the primary's).
+func (mir *Mirror) recordAddedHash(epoch uint64, db string, h store.LogicalHash) error {
 	return mir.update(func(st *localState) error {
+		if !st.Config.primarySince(mir.mgr.opts.Self, epoch) {
+			return fmt.Errorf("member %s is no longer the primary of mirror %s that added %s in epoch %d (epoch %d, primary %s): its hash at the add position is not recorded",
+				mir.mgr.opts.Self, mir.name, db, epoch, st.Config.Epoch, st.Config.Primary)
+		}
 		if st.Config.AddedHash == nil {
 			st.Config.AddedHash = map[string]store.LogicalHash{}
 		}
@@ -465,14 +473,56 @@ type JoinResult struct {
 // forgetPendingHashes marks the hashes at add positions that a primary was taking when it stopped as unavailable: nothing
 // will finish them.
 func (mir *Mirror) forgetPendingHashes() {
-	if mir.roleFromConfig() != RolePrimary {
+	if cfg := mir.Config(); mir.roleFromConfig() != RolePrimary || !cfg.hashesPending() {
 		return
 	}
-	for db, h := range mir.Config().AddedHash {
-		if h.SHA256 == "" {
-			if err := mir.recordAddedHash(db, store.LogicalHash{Database: db, SHA256: HashUnavailable}); err != nil {
-				mir.log.Warn().Err(err).Str("db", db).Msg("forget the hash the primary was taking at the add position")
-			}
+	var forgot []string
+	err := mir.update(func(st *localState) error {
+		if forgot = st.Config.forgetPendingHashes(); len(forgot) > 0 {
+			st.Config.Version++
+		}
+		return nil
+	})
+	if err != nil {
+		mir.log.Warn().Err(err).Strs("databases", forgot).Msg("forget the hashes the primary was taking at the add positions")
+	}
+}
+
+// primarySince reports whether member has been the primary from epoch on: it is the primary, and no later epoch was begun
+// by another member.
+func (c *Config) primarySince(member string, epoch uint64) bool {
+	if c.Primary != member {
+		return false
+	}
+	for _, e := range c.Epochs {
+		if e.Epoch > epoch && e.Primary != member {
+			return false
 		}
 	}
+	return true
+}
+
+// hashesPending reports whether a hash at an add position is still being taken.
+func (c *Config) hashesPending() bool {
+	for _, h := range c.AddedHash {
+		if h.SHA256 == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetPendingHashes marks every hash at an add position still being taken as unavailable, and returns their databases: a
+// primary that restarted, or a member that became primary in its place, will not finish them, and copies waiting for them
+// to join in place would wait for ever.
+func (c *Config) forgetPendingHashes() []string {
+	var dbs []string
+	for db, h := range c.AddedHash {
+		if h.SHA256 == "" {
+			c.AddedHash[db] = store.LogicalHash{Database: db, SHA256: HashUnavailable}
+			dbs = append(dbs, db)
+		}
+	}
+	slices.Sort(dbs)
+	return dbs
 }

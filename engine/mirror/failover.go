@@ -206,6 +206,8 @@ func (mir *Mirror) becomePrimaryWith(known uint64, edit func(*Config)) (uint64, 
 	}
 	st.Config.Epoch = newEpoch
 	st.Config.Primary = mir.mgr.opts.Self
+	// The former primary's hashes at add positions still being taken are not finished here: copies join unverified.
+	forgot := st.Config.forgetPendingHashes()
 	notePrimaryLevel(&st.Config, mir.mgr.opts.Self)
 	st.Config.addEpoch(EpochStart{Epoch: newEpoch, Primary: mir.mgr.opts.Self, Start: start})
 	st.Config.Version++
@@ -224,7 +226,7 @@ func (mir *Mirror) becomePrimaryWith(known uint64, edit func(*Config)) (uint64, 
 	mir.recv.connected = false
 	mir.notifyLocked()
 	mir.mu.Unlock()
-	mir.log.Info().Uint64("epoch", newEpoch).Msg("this member is now primary")
+	mir.log.Info().Uint64("epoch", newEpoch).Strs("hashes_forgotten", forgot).Msg("this member is now primary")
 	// The receiver goroutine may be the caller: cancelling ends it once it returns, then the new role starts.
 	restart := func() {
 		if cancel != nil {
