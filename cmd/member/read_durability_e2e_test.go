@@ -17,7 +17,10 @@ import (
 func TestPrimaryReadWaitsForTheBackup(t *testing.T) {
 	c := testcluster.New(t)
 	A, B := c.Add("A"), c.Add("B")
-	newMirror(t, c, []member{{"A", ""}, {"B", "failover"}})
+	// A QoS timeout far longer than the test's steps: A drops the frozen B no earlier than about 15 s after the freeze (the
+	// timeout after B's last message, sent at most a quarter of it before), so however loaded the machine, the write below
+	// stays unacknowledged while the read runs.
+	newMirror(t, c, []member{{"A", ""}, {"B", "failover"}}, "--qos", "20s")
 	waitTransfer(t, c, "A", "B", mirror.TransferActive)
 	cl := A.Client(t, 2)
 	ctx := context.Background()
@@ -27,6 +30,9 @@ func TestPrimaryReadWaitsForTheBackup(t *testing.T) {
 	st, err := local(A)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if st.QoS != "20s" {
+		t.Fatalf("QoS timeout %s, want 20s", st.QoS)
 	}
 	before, err := journal.ParsePosition(st.JournalEnd)
 	if err != nil {
@@ -45,7 +51,7 @@ func TestPrimaryReadWaitsForTheBackup(t *testing.T) {
 		end, err := journal.ParsePosition(st.JournalEnd)
 		return err == nil && before.Less(end), err
 	})
-	// The QoS timeout is 2s: within it the backup neither acknowledges nor is dropped, so the write is still unacknowledged.
+	// Within the QoS timeout the backup neither acknowledges nor is dropped, so the write is still unacknowledged.
 	rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	v, ok, err := cl.Get(rctx, "APP", "^R")
 	cancel()
@@ -60,7 +66,7 @@ func TestPrimaryReadWaitsForTheBackup(t *testing.T) {
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.Logf("the read waited and gave up: %v", err)
 	}
-	// Once the backup is dropped after the QoS timeout (or acknowledges), the write is acknowledged and read back.
+	// Once the backup runs again and acknowledges, the write is acknowledged and read back.
 	B.Resume()
 	if err := <-written; err != nil {
 		t.Fatalf("the write: %v", err)
