@@ -119,7 +119,7 @@ type Status struct {
 }
 
 func behind(d time.Duration) string {
-	if d < time.Second {
+	if d < caughtUpLag {
 		return CaughtUp
 	}
 	return fmt.Sprintf("%s behind", d.Round(time.Second))
@@ -272,6 +272,33 @@ func (mir *Mirror) failoverStatusLocked(st *Status, now time.Time) {
 	}
 }
 
+// caughtUpLag is how far dejournaling may trail what was received (in journal time) and still count as caught up: under a
+// steady load the records just received are always being applied.
+const caughtUpLag = time.Second
+
+// dejournalLag is how far, in journal time, the databases applied by the main reader trail the newest record received.
+func dejournalLag(djs dejournal.Status) time.Duration {
+	if djs.LastReceivedTime.IsZero() || !djs.LastAppliedTime.Before(djs.LastReceivedTime) {
+		return 0
+	}
+	return djs.LastReceivedTime.Sub(djs.LastAppliedTime)
+}
+
+// dejournalingStatus is the status of a database the dejournaler applies, its next record (none when stopped) and its
+// error. It is Catchup
+// Running while it catches up on its own reader, or while the main reader is far behind (a backlog after a restart); a
+// database applied by a main reader that keeps up is Dejournaling, even though the newest records are still being applied.
+func dejournalingStatus(d dejournal.DBStatus, djs dejournal.Status, received journal.Position) (status, next, err string) {
+	switch {
+	case d.Paused || djs.Stopped:
+		return DBStopped, "", d.Err
+	case d.CatchingUp || d.Applied.Less(received) && dejournalLag(djs) >= caughtUpLag:
+		return DBCatchupRun, d.Applied.String(), ""
+	default:
+		return DBDejournaling, d.Applied.String(), ""
+	}
+}
+
 // StatusWaiting is the status of a member that is looking for its primary.
 func StatusWaiting() string { return "Waiting" }
 
@@ -302,13 +329,13 @@ func (mir *Mirror) databaseStatus(cfg Config, dj *dejournal.Dejournaler, stopped
 			ds.Status = DBNormal
 		case !tracked:
 			ds.Status = DBNeedsCatchup
-		case d.Paused || djs.Stopped:
-			ds.Status, ds.Error = DBStopped, d.Err
-			attention = attention || d.Err != ""
-		case d.Applied.Less(received):
-			ds.Status, ds.NextRecord = DBCatchupRun, d.Applied.String()
 		default:
-			ds.Status, ds.NextRecord = DBDejournaling, d.Applied.String()
+			var next string
+			ds.Status, next, ds.Error = dejournalingStatus(d, djs, received)
+			if next != "" {
+				ds.NextRecord = next
+			}
+			attention = attention || ds.Error != ""
 		}
 		out = append(out, ds)
 	}
@@ -337,8 +364,8 @@ func (mir *Mirror) databaseStatus(cfg Config, dj *dejournal.Dejournaler, stopped
 			rows[i].Dejournaling = DejournalStopped
 		case attention:
 			rows[i].Dejournaling = DejournalNeedsAttention
-		case !djs.LastReceivedTime.IsZero() && djs.LastAppliedTime.Before(djs.LastReceivedTime):
-			rows[i].Dejournaling = behind(djs.LastReceivedTime.Sub(djs.LastAppliedTime))
+		case dejournalLag(djs) > 0:
+			rows[i].Dejournaling = behind(dejournalLag(djs))
 		default:
 			rows[i].Dejournaling = CaughtUp
 		}
