@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Converting a shadowing setup into a mirror with `migrate convert-shadow`: wall time and the pause an application
 # writing to the source sees, when the shadow copies join in place (no data copied) and when every database is copied
-# from the source instead (--force-copy; and, with BENCH_CONVERT_STAGED=1, a staged backup and restores), for the
+# from the source instead (--force-copy member to member, and --force-copy --stage: a staged backup and restores), for the
 # same databases of BENCH_CONVERT_GIB GiB in all. Written to bench/convert.md, which `make bench` puts into
 # BENCHMARKS.md. Needs `make build` first (bin/member, bin/migrate). Everything it makes lives in one directory under
 # .bench/, removed at the end.
 #
 #   BENCH_CONVERT_GIB      logical size of the two databases together, in GiB (default 2; 0.1 for a quick try)
 #   BENCH_CONVERT_ROUNDS   conversions of each kind, interleaved, the fastest kept (default 1)
-#   BENCH_CONVERT_STAGED   1 also runs the staged backup/restore path (--force-copy --stage DIR); 0 (default) skips it
+#   BENCH_CONVERT_STAGED   1 (default) also runs the staged backup/restore path (--force-copy --stage DIR); 0 skips it
 #   BENCH_CONVERT_OUT      report to write (default bench/convert.md)
 #
 # The run fails when a step fails, when an acknowledged write of the probe is missing on the source, or when the copies
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 GIB=${BENCH_CONVERT_GIB:-2}
 ROUNDS=${BENCH_CONVERT_ROUNDS:-1}
-STAGED=${BENCH_CONVERT_STAGED:-0}
+STAGED=${BENCH_CONVERT_STAGED:-1}
 OUT=${BENCH_CONVERT_OUT:-bench/convert.md}
 member="$BIN/member"
 migrate="$BIN/migrate"
@@ -273,6 +273,6 @@ step "report"
 facts+=("Load average (1 min) before each round=$(IFS=';'; echo "${round_loads[*]}" | sed 's/;/, /g')")
 facts+=("Load average (1, 5, 15 min) at the end=$(cut -d' ' -f1-3 /proc/loadavg)")
 command="BENCH_CONVERT_GIB=$GIB BENCH_CONVERT_ROUNDS=$ROUNDS"
-[ "$STAGED" = 0 ] || command+=" BENCH_CONVERT_STAGED=1"
+[ "$STAGED" = 1 ] || command+=" BENCH_CONVERT_STAGED=0"
 "$cb" report --results "$results" --out "$OUT" --command "$command ./scripts/bench-convert.sh" "${facts[@]/#/--fact=}"
 echo "wrote $OUT"

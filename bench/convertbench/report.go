@@ -112,7 +112,7 @@ becomes the mirror's backup (synchronous), D2 a DR async, and S stays primary wh
   checked against S's logical hash at that position: no data is copied.
 - Copy (`+"`--force-copy`"+`): the shadow copies are deleted and each database is copied from S to each destination by
   snapshot, member to member (no stage), then activated and caught up.
-- Staged, when run (`+"`--force-copy --stage DIR`"+`): each database is backed up once from S to a directory on the same
+- Staged (`+"`--force-copy --stage DIR`"+`, unless `+"`BENCH_CONVERT_STAGED=0`"+`): each database is backed up once from S to a directory on the same
   disk and restored onto each destination.
 
 While the conversion runs, a probe writes to the databases on S through the mirror-aware Go client, given the addresses
