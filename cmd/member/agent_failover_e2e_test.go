@@ -120,6 +120,35 @@ func TestAgentControlledTroubleReleasedAfterTwiceQoS(t *testing.T) {
 	checkAcked(t, f.c.Node("B"), acked)
 }
 
+// TestNoFailoverBackupLostWithoutTrouble: under no-failover, which the backup confirmed, the backup cannot take over, so a
+// primary that loses it (here with its host, so no agent can say it is down) goes on committing without being In Trouble.
+func TestNoFailoverBackupLostWithoutTrouble(t *testing.T) {
+	f := newAgentMirror(t, []member{{"A", ""}, {"B", "failover"}})
+	defer dumpLogs(t, f.c)
+	l := startSetLoad(t, []string{f.c.Node("A").Addr}, 2)
+	l.waitAcks(t, f.c, 100)
+	mustNode(t, f.c.Node("A"), "mirror", "no-failover", "MIR")
+	f.c.Node("B").KillHost()
+	f.c.WaitFor(t, "A drops B", 30*time.Second, func() (bool, error) {
+		st, err := local(f.c.Node("A"))
+		if err != nil {
+			return false, err
+		}
+		return row(st, "B").JournalTransfer != mirror.TransferActive, fmt.Errorf("B is %s, transfer %s", row(st, "B").Status, row(st, "B").JournalTransfer)
+	})
+	l.waitAcks(t, f.c, 100)
+	st, err := local(f.c.Node("A"))
+	if err != nil || row(st, "A").Status != mirror.StatusPrimary || st.TroubleEpisodes != 0 || !st.NoFailover {
+		t.Fatalf("A after losing B under no-failover: %s, %d trouble episodes, no-failover %v (%v)", row(st, "A").Status, st.TroubleEpisodes, st.NoFailover, err)
+	}
+	acked := l.finish(t)
+	f.c.Node("B").RestartHost()
+	waitTransfer(t, f.c, "A", "B", mirror.TransferActive)
+	mustNode(t, f.c.Node("A"), "mirror", "no-failover", "MIR", "--clear")
+	waitConverged(t, f.c)
+	checkAcked(t, f.c.Node("B"), acked)
+}
+
 // TestPromoteDRWithoutPrimary: both failover members are down. With their agents answering, the DR async takes the last
 // primary's journal and becomes primary; without any partner it uses what the asyncs have, warns, and marks the former
 // failover members not-validated.

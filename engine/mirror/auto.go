@@ -180,6 +180,13 @@ func (r *replica) mayActInArbiterMode() bool {
 	return (r.echo|r.told)&wire.StateArbiterMode != 0
 }
 
+// heldByNoFailover reports whether the backup has confirmed the no-failover flag this primary still tells it: it will not
+// take over on its own, so losing it is no reason to stop committing. A flag told but not yet echoed, or one cleared
+// since, does not count: the backup may not know it, or may already have seen it cleared.
+func (r *replica) heldByNoFailover() bool {
+	return r.echo&r.told&wire.StateNoFailover != 0
+}
+
 // Serving reports whether this member is the primary and serves reads and writes now.
 func (mir *Mirror) Serving() bool {
 	mir.mu.Lock()
@@ -191,6 +198,10 @@ func (mir *Mirror) Serving() bool {
 // When the backup may take over on its own, the primary is In Trouble until it knows the backup did not.
 func (mir *Mirror) backupLostLocked(r *replica, why string) {
 	if r.typ != Failover || !r.active || mir.role != RolePrimary || mir.fo.trouble || !mir.automaticLocked() {
+		return
+	}
+	if r.heldByNoFailover() {
+		mir.log.Info().Str("backup", r.name).Str("reason", why).Msg("lost the Active backup under no-failover: it does not take over, so the primary goes on without it")
 		return
 	}
 	fo := &mir.fo
