@@ -316,7 +316,7 @@ jq -rs --arg command "$command" --argjson facts "$(jq -cn '$ARGS.positional' --a
   (if $rolling != [] and $down != [] and $r > 0 then
     "Planned downtime / rolling, total client-visible unavailability: **\($d / $r | fmt1)×** (\($d | round) ms against \($r | round) ms\(if $rounds > 1 then ", medians over the rounds that completed" else "" end))."
   elif $rolling != [] and $down != [] then
-    "The rolling upgrade showed no pause over \($stall) ms; planned downtime \($d | round) ms."
+    "Total client-visible unavailability\(if $rounds > 1 then ", medians over the rounds that completed" else "" end): rolling 0 ms (no pause over \($stall) ms), planned downtime \($d | round) ms: no finite ratio."
   else
     "No ratio: \([if $rolling == [] then "the rolling upgrade" else empty end, if $down == [] then "the planned-downtime upgrade" else empty end] | join(" and ")) did not complete in any round."
   end),
@@ -329,7 +329,7 @@ jq -rs --arg command "$command" --argjson facts "$(jq -cn '$ARGS.positional' --a
   "",
   "| step | kind | member | estimate | actual s | pauses within ms |",
   "|---|---|---|---|---|---|",
-  ($shown | (.during.command_started | epoch) as $c0 | .during.pause_list as $pauses | .steps[] |
+  ($shown | (.during.command_started | epoch) as $c0 | (.during.pause_list // []) as $pauses | .steps[] |
     if .started == null or .ended == null or .status != "done" then "| \(.n) | \(.kind) | \(.member) | \(.estimate) | – (\(.status)) | – |" else
     (.started | epoch) as $s | (.ended | epoch) as $e |
     ([$pauses[] | ($c0 + .at_ms / 1000) as $ps | ($ps + .ms / 1000) as $pe |
