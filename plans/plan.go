@@ -58,6 +58,21 @@ type Step struct {
 	Undo     string            `json:"undo,omitempty"`   // what undo does; "" when the step has none
 	Estimate Duration          `json:"estimate"`
 	Downtime bool              `json:"downtime"` // causes application-visible downtime
+	// Pause is the application-visible pause a Downtime step is expected to cause when it is shorter than the step (a
+	// planned failover pauses applications for a moment within a longer step); 0: the whole estimate.
+	Pause Duration `json:"pause,omitempty"`
+}
+
+// ExpectedPause is the application-visible pause the step is expected to cause: none unless it is a Downtime step.
+func (s *Step) ExpectedPause() time.Duration {
+	switch {
+	case !s.Downtime:
+		return 0
+	case s.Pause > 0:
+		return time.Duration(s.Pause)
+	default:
+		return time.Duration(s.Estimate)
+	}
 }
 
 // Check names a pre-check of a step; the step's handler evaluates it by name.
@@ -211,6 +226,10 @@ func (p *Plan) validate() error {
 			return invalid("step %d has no title", s.N)
 		case s.Estimate < 0:
 			return invalid("step %d has a negative estimate %s", s.N, s.Estimate)
+		case s.Pause < 0 || s.Pause > s.Estimate:
+			return invalid("step %d expects a pause of %s: it must lie between 0 and its estimate %s", s.N, s.Pause, s.Estimate)
+		case s.Pause > 0 && !s.Downtime:
+			return invalid("step %d expects a pause of %s but is not marked as causing downtime", s.N, s.Pause)
 		}
 		seen := make(map[string]bool, len(s.Checks))
 		for _, c := range s.Checks {

@@ -17,7 +17,7 @@ const PointOfNoReturnMarker = "── point of no return ──"
 
 // RenderText writes p as a numbered table for people: one row per step with its status from st ("pending" when st is nil),
 // its pre-checks beneath it (with their dry-run results when dry is given), its verification and undo, the point of no return,
-// and a footer with the total estimate and expected downtime.
+// and a footer with the total estimate and the expected application-visible pause.
 func RenderText(w io.Writer, p *Plan, st *State, dry []StepReport) error {
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "Plan %s: %s\n", p.ID, oneLine(p.Title))
@@ -65,24 +65,24 @@ func RenderText(w io.Writer, p *Plan, st *State, dry []StepReport) error {
 		out.WriteString(PointOfNoReturnMarker + "\n")
 	}
 
-	var total, downtime time.Duration
+	var total, pause time.Duration
 	var downSteps []string
 	for _, s := range p.Steps {
 		total += time.Duration(s.Estimate)
 		if s.Downtime {
-			downtime += time.Duration(s.Estimate)
+			pause += s.ExpectedPause()
 			downSteps = append(downSteps, fmt.Sprint(s.N))
 		}
 	}
 	fmt.Fprintf(&out, "\ntotal estimate %s; ", total)
 	if len(downSteps) == 0 {
-		out.WriteString("no expected downtime\n")
+		out.WriteString("no expected application-visible pause\n")
 	} else {
 		noun := "steps"
 		if len(downSteps) == 1 {
 			noun = "step"
 		}
-		fmt.Fprintf(&out, "expected downtime %s (%s %s)\n", downtime, noun, strings.Join(downSteps, ", "))
+		fmt.Fprintf(&out, "expected application-visible pause up to %s (%s %s)\n", pause, noun, strings.Join(downSteps, ", "))
 	}
 	if _, err := w.Write(out.Bytes()); err != nil {
 		return fmt.Errorf("render plan %s: %w", p.ID, err)

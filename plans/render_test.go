@@ -82,7 +82,7 @@ func TestRenderText(t *testing.T) {
 		"  undo: delete the copy on b\n",
 		"  undo: none\n",
 		"  error: pre-check failed: reachable: b refused the connection\n",
-		"total estimate 1m40s; expected downtime 10s (step 3)\n",
+		"total estimate 1m40s; expected application-visible pause up to 10s (step 3)\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -104,6 +104,20 @@ func TestRenderText(t *testing.T) {
 	}
 }
 
+// A downtime step that pauses applications for less than its whole duration counts with its pause.
+func TestRenderTextExpectedPause(t *testing.T) {
+	p := samplePlan(t)
+	p.Steps[2].Pause = Duration(200 * time.Millisecond)
+	p.Add(Step{Kind: "final", Member: "b", Title: "Restart b", Estimate: Duration(5 * time.Second), Downtime: true})
+	if err := p.validate(); err != nil {
+		t.Fatal(err)
+	}
+	out := renderText(t, p, nil, nil)
+	if !strings.Contains(out, "total estimate 1m45s; expected application-visible pause up to 5.2s (steps 3, 4)\n") {
+		t.Errorf("footer:\n%s", out)
+	}
+}
+
 func TestRenderTextMarkerAfterLastStep(t *testing.T) {
 	p := samplePlan(t)
 	p.PointOfNoReturn = len(p.Steps) + 1
@@ -114,7 +128,7 @@ func TestRenderTextMarkerAfterLastStep(t *testing.T) {
 	if !strings.Contains(out, "  undo: none\n"+PointOfNoReturnMarker+"\n\ntotal estimate") {
 		t.Errorf("marker not after the last step:\n%s", out)
 	}
-	if !strings.Contains(out, "no expected downtime") {
+	if !strings.Contains(out, "no expected application-visible pause") {
 		t.Errorf("footer:\n%s", out)
 	}
 

@@ -324,9 +324,11 @@ func (b *builder) failover(from, to string) {
 			{Name: checkPrimaryEither, Title: fmt.Sprintf("%s is the primary (or %s already is)", from, to)},
 			{Name: checkBackup, Title: fmt.Sprintf("%s is the Active backup", to)},
 		},
-		Verify:   fmt.Sprintf("%s is the primary and serves", to),
-		Undo:     fmt.Sprintf("planned failover back to %s", from),
-		Estimate: plans.Duration(2 * time.Second), Downtime: true})
+		Verify: fmt.Sprintf("%s is the primary and serves", to),
+		Undo:   fmt.Sprintf("planned failover back to %s", from),
+		// The handoff pauses applications for a moment of the step: under 200 ms on a LAN (MIRRORING.md §7; the planned
+		// failover benchmark measures tens of milliseconds).
+		Estimate: plans.Duration(2 * time.Second), Downtime: true, Pause: plans.Duration(200 * time.Millisecond)})
 }
 
 func (b *builder) downtime(members []member) {

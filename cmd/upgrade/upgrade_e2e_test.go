@@ -258,7 +258,7 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 	before := f.binaries(t)
 	planPath, r := f.plan(t)
 	for _, want := range []string{"upgrade mirror MIR to 1.0.0 (format level 2) (major procedure)", "upgrade C (Disaster Recovery) from 0.9.0 (format level 1)",
-		"upgrade D (Read-Only Reporting)", "planned failover: A hands the primary role to B", "expected downtime", "every pre-check passes"} {
+		"upgrade D (Read-Only Reporting)", "planned failover: A hands the primary role to B", "expected application-visible pause up to 200ms (step", "every pre-check passes"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("plan output lacks %q:\n%s", want, r.stdout)
 		}
