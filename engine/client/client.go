@@ -245,6 +245,8 @@ func (c *Client) attempt(ctx context.Context, p *pool, req *wire.Request, payloa
 	case err == nil:
 	case ctx.Err() != nil || errors.Is(err, ErrClosed):
 		return nil, outcomeDone, err
+	case !sent && errors.Is(err, errNotExecuted):
+		return nil, outcomeRefused, err // the member is shutting down: another one executes it
 	case !sent:
 		return nil, outcomeNotSent, err
 	case errors.Is(err, errNoResponse):

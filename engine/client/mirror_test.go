@@ -70,6 +70,30 @@ func TestRefusedRequestMovesToAnotherMember(t *testing.T) {
 	}
 }
 
+// A member that shuts down says that the calls it did not answer were not executed: even one that is not idempotent is
+// sent to another member, not failed with an unknown outcome.
+func TestGoAwayMovesUnansweredCallsToAnotherMember(t *testing.T) {
+	a, b := startServer(t), startServer(t)
+	b.releaseSlow()
+	c := dialMirror(t, []string{a.addr(), b.addr()}, Options{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Incr(testContext(t), dbSlow, `^G(1)`, "1")
+		done <- err
+	}()
+	a.waitSlow(t, 1) // held by A, never answered
+	a.goAway()
+	if err := <-done; err != nil {
+		t.Fatalf("incr after the member went away: %v", err)
+	}
+	if got := c.Current(); got != b.addr() {
+		t.Fatalf("Current() = %s, want %s", got, b.addr())
+	}
+	if v, ok := b.value(t, `^G(1)`); !ok || string(v) != "1" {
+		t.Fatalf("B holds %q, %v; want \"1\"", v, ok)
+	}
+}
+
 // TestPlannedFailover flips the primary role from A to B under load, as a planned failover does: A holds new requests,
 // B starts serving, A answers the held and later requests with NotPrimary redirecting to B.
 func TestPlannedFailover(t *testing.T) {

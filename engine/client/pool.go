@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -197,6 +198,9 @@ type reply struct {
 
 var callPool = sync.Pool{New: func() any { return &call{reply: make(chan reply, 1)} }}
 
+// errNotExecuted marks the failure of calls the member said it did not execute (it was shutting down).
+var errNotExecuted = errors.New("not executed")
+
 // roundTrip sends payload and waits for its response. sent reports whether the request may have reached the server:
 // when it is false the request was certainly not executed.
 func (s *conn) roundTrip(ctx context.Context, payload []byte) (resp []byte, sent bool, err error) {
@@ -228,7 +232,7 @@ func (s *conn) roundTrip(ctx context.Context, payload []byte) (resp []byte, sent
 	select {
 	case r := <-cl.reply:
 		callPool.Put(cl)
-		return r.payload, true, r.err
+		return r.payload, !errors.Is(r.err, errNotExecuted), r.err
 	case <-noResponse:
 		// The member is hung or cut off: break the connection (every call in flight on it fails the same way).
 		s.fail(fmt.Errorf("connection to %s: %w: %w within %s", s.addr, ErrConnLost, errNoResponse, s.timeout))
@@ -272,9 +276,13 @@ func (s *conn) readLoop() {
 		case wire.KindPong:
 		case wire.KindError:
 			e, err := wire.DecodeError(f.Payload)
-			if err != nil {
+			switch {
+			case err != nil:
 				s.fail(fmt.Errorf("connection to %s: %w: error frame: %w", s.addr, ErrConnLost, err))
-			} else {
+			case e.Code == wire.CodeShuttingDown:
+				// Sent once every request the member executed was answered: the calls still waiting were not executed.
+				s.fail(fmt.Errorf("connection to %s: %w: %w: %w", s.addr, ErrConnLost, errNotExecuted, e))
+			default:
 				s.fail(fmt.Errorf("connection to %s: %w: closed by the server: %w", s.addr, ErrConnLost, e))
 			}
 			return

@@ -95,6 +95,20 @@ func (ts *testServer) dropConns() {
 	}
 }
 
+// goAway tells every client, as a member shutting down does once it answered everything it executed, that the requests it
+// did not answer were not executed, and ends the sending side.
+func (ts *testServer) goAway() {
+	ts.mu.Lock()
+	conns := ts.conns
+	ts.conns = map[*wire.Conn]struct{}{}
+	ts.mu.Unlock()
+	for c := range conns {
+		e := &wire.Error{Code: wire.CodeShuttingDown, Message: "member t1 is shutting down: the requests it did not answer were not executed"}
+		_ = c.WriteFrame(wire.Frame{Kind: wire.KindError, Payload: wire.EncodeError(nil, e)})
+		_ = c.CloseWrite()
+	}
+}
+
 func (ts *testServer) accept() {
 	for {
 		nc, err := ts.ln.Accept()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/mirrorkit/mirrorkit/engine/version"
@@ -49,12 +50,13 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	log = log.With().Str("client", hello.Name).Logger()
 
+	sv := &served{clients: hello.Purpose != wire.PurposeStream && hello.Purpose != wire.PurposeShadow}
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
 		return
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = sv
 	s.mu.Unlock()
 	s.metrics.connections.Inc()
 	defer func() {
@@ -89,6 +91,9 @@ func (s *Server) serveConn(nc net.Conn) {
 			}
 			break
 		}
+		if sv.goneAway.Load() {
+			continue // told the client nothing more is executed: read until it closes, so that closing sends no reset
+		}
 		switch f.Kind {
 		case wire.KindRequest:
 			req, err := wire.DecodeRequest(f.Payload)
@@ -119,6 +124,29 @@ func (s *Server) serveConn(nc net.Conn) {
 			return
 		}
 	}
+}
+
+// served is what the server knows of a connection it serves.
+type served struct {
+	clients  bool        // a client or admin connection (not a journal or shadow stream)
+	goneAway atomic.Bool // told the client that nothing more is executed on it
+}
+
+// goAwayLinger is how long a connection told that the member is shutting down waits for the client to close it.
+const goAwayLinger = 2 * time.Second
+
+// goAway tells a client, once every request the member executed has been answered, that the requests it has no answer to
+// were not executed (so it sends them to another member whatever they are), ends the sending side, and lets the reader
+// loop run until the client closes: closing with a request unread would reset the connection, which can lose the notice.
+func (s *Server) goAway(c *wire.Conn, sv *served) {
+	sv.goneAway.Store(true)
+	msg := fmt.Sprintf("member %s is shutting down: the requests it did not answer on this connection were not executed", s.cfg.Name)
+	_ = c.WriteFrame(wire.Frame{Kind: wire.KindError, Payload: wire.EncodeError(nil, &wire.Error{Code: wire.CodeShuttingDown, Message: msg})})
+	if err := c.CloseWrite(); err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Now().Add(goAwayLinger))
 }
 
 // beginRequest registers an in-flight request unless the member is draining.
@@ -158,7 +186,7 @@ func (s *Server) execute(req *wire.Request) *wire.Response {
 }
 
 func (s *Server) respond(c *wire.Conn, id uint64, resp *wire.Response) {
-	if err := c.WriteFrame(wire.Frame{Kind: wire.KindResponse, ReqID: id, Payload: wire.EncodeResponse(nil, resp)}); err != nil {
+	if err := c.WriteFrame(wire.Frame{Kind: wire.KindResponse, ReqID: id, Payload: wire.EncodeResponse(nil, resp)}); err != nil && !errors.Is(err, net.ErrClosed) {
 		c.Close() // the reader loop sees the closed connection and ends
 	}
 }

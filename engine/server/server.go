@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -44,7 +45,7 @@ type Server struct {
 	incoming   map[string]*restore.DirSink // restores being received, by database
 
 	mu       sync.Mutex
-	conns    map[*wire.Conn]struct{}
+	conns    map[*wire.Conn]*served
 	draining bool
 	inflight sync.WaitGroup // requests being executed
 	loops    sync.WaitGroup // accept loops, connection readers, purge loop
@@ -62,7 +63,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), conns: map[*wire.Conn]struct{}{}, stop: make(chan struct{}), started: time.Now()}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), conns: map[*wire.Conn]*served{}, stop: make(chan struct{}), started: time.Now()}
 	// Ports are bound first: the mirrors need the addresses other members reach this one at.
 	var serverTLS *tls.Config
 	if cfg.TLS.Enabled() {
@@ -230,11 +231,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("in-flight requests still running at shutdown: %w", ctx.Err()))
 	}
+	// Clients are told that nothing they have no answer to was executed, so they send it to the new primary; streams just end.
 	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
+	conns := maps.Clone(s.conns)
 	s.mu.Unlock()
+	for c, sv := range conns {
+		if sv.clients {
+			go s.goAway(c, sv)
+		} else {
+			c.Close()
+		}
+	}
 	if err := s.adminHTTP.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("admin port: %w", err))
 	}

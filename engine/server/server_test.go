@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -181,5 +182,70 @@ func TestPurgeKeepsWhatRecoveryNeeds(t *testing.T) {
 		if v, ok, err := c2.Get(context.Background(), "P", `^Big(`+strconv.Itoa(i)+`)`); err != nil || !ok || len(v) != len(value) {
 			t.Fatalf("^Big(%d) after purge and restart: %d bytes, %v, %v", i, len(v), ok, err)
 		}
+	}
+}
+
+// A member shutting down answers every request it executed, then tells each client that the requests it did not answer
+// were not executed and ends the stream cleanly, even while the client keeps sending (no connection reset, which could
+// swallow the notice).
+func TestShutdownTellsClientsWhatWasNotExecuted(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := net.Dial("tcp", s.DataAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := wire.NewConn(nc, 0)
+	defer c.Close()
+	if _, err := wire.ClientHandshake(ctx, c, wire.Hello{Software: "test", Purpose: wire.PurposeClient, Name: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	req := wire.EncodeRequest(nil, &wire.Request{DB: "NOPE", Ops: []wire.Op{{Kind: wire.OpGet, Key: []byte("^A\x00")}}})
+	stop := make(chan struct{})
+	writing := make(chan struct{})
+	go func() { // requests keep coming, before and after the shutdown begins
+		defer close(writing)
+		for id := uint64(1); ; id++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if c.WriteFrame(wire.Frame{Kind: wire.KindRequest, ReqID: id, Payload: req}) != nil {
+				return
+			}
+		}
+	}()
+	shut := make(chan error, 1)
+	answered := 0
+	for {
+		f, err := c.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d answers, the stream ended without the notice: %v", answered, err)
+		}
+		if f.Kind == wire.KindResponse {
+			if answered++; answered == 1 {
+				go func() { shut <- s.Shutdown(ctx) }()
+			}
+			continue
+		}
+		if f.Kind != wire.KindError {
+			t.Fatalf("unexpected frame %s", f.Kind)
+		}
+		e, err := wire.DecodeError(f.Payload)
+		if err != nil || e.Code != wire.CodeShuttingDown || !strings.Contains(e.Message, "not executed") {
+			t.Fatalf("notice %+v (%v)", e, err)
+		}
+		break
+	}
+	close(stop)
+	<-writing
+	if _, err := c.ReadFrame(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the notice: %v, want the end of the stream", err)
+	}
+	c.Close()
+	if err := <-shut; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -275,18 +275,36 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
+// stopWriting refuses further frames and waits until the flusher has sent the queued ones (at most closeLinger for a peer
+// that does not read) and stopped.
+func (c *Conn) stopWriting() {
+	c.mu.Lock()
+	c.closing = true
+	c.dataReady.Signal()
+	c.spaceFree.Broadcast()
+	c.mu.Unlock()
+	// An error here means the connection is already broken, which only makes the flusher finish sooner.
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeLinger))
+	<-c.flushed
+}
+
+// CloseWrite sends the frames already queued (waiting at most closeLinger for a peer that does not read), then shuts down
+// the sending side, so the peer reads them and then the end of the stream; reading goes on until Close. Later writes fail.
+func (c *Conn) CloseWrite() error {
+	c.stopWriting()
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("close the sending side: %w", err)
+		}
+	}
+	return nil
+}
+
 // Close sends the frames already queued (waiting at most closeLinger for a peer that does not read), then closes the
 // connection. It is safe to call more than once and concurrently with other methods.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.closing = true
-		c.dataReady.Signal()
-		c.spaceFree.Broadcast()
-		c.mu.Unlock()
-		// An error here means the connection is already broken, which only makes the flusher finish sooner.
-		_ = c.nc.SetWriteDeadline(time.Now().Add(closeLinger))
-		<-c.flushed
+		c.stopWriting()
 		// The flusher closes the connection itself after a write failure; that is not a failure of Close.
 		if err := c.nc.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			c.closeErr = err
