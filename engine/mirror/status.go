@@ -285,9 +285,9 @@ func dejournalLag(djs dejournal.Status) time.Duration {
 }
 
 // dejournalingStatus is the status of a database the dejournaler applies, its next record (none when stopped) and its
-// error. It is Catchup
-// Running while it catches up on its own reader, or while the main reader is far behind (a backlog after a restart); a
-// database applied by a main reader that keeps up is Dejournaling, even though the newest records are still being applied.
+// error. It is Catchup Running while it catches up on its own reader, or while the main reader is far behind (a backlog
+// after a restart); a database applied by a main reader that keeps up is Dejournaling, even though the newest records are
+// still being applied.
 func dejournalingStatus(d dejournal.DBStatus, djs dejournal.Status, received journal.Position) (status, next, err string) {
 	switch {
 	case d.Paused || djs.Stopped:

@@ -226,17 +226,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(done)
 	}()
 	var errs []error
+	answered := true
 	select {
 	case <-done:
 	case <-ctx.Done():
+		answered = false
 		errs = append(errs, fmt.Errorf("in-flight requests still running at shutdown: %w", ctx.Err()))
 	}
-	// Clients are told that nothing they have no answer to was executed, so they send it to the new primary; streams just end.
+	// Once every executed request is answered, clients are told that nothing they have no answer to was executed, so they
+	// send it to the new primary. With requests still running that would not be true: connections just close, as streams do.
 	s.mu.Lock()
 	conns := maps.Clone(s.conns)
 	s.mu.Unlock()
 	for c, sv := range conns {
-		if sv.clients {
+		if sv.clients && answered {
 			go s.goAway(c, sv)
 		} else {
 			c.Close()
