@@ -84,13 +84,18 @@ func (ts *testServer) releaseSlow() {
 	}
 }
 
-// dropConns closes every connection, as a crashing member would.
-func (ts *testServer) dropConns() {
+// takeConns returns the connections served so far and forgets them.
+func (ts *testServer) takeConns() map[*wire.Conn]struct{} {
 	ts.mu.Lock()
+	defer ts.mu.Unlock()
 	conns := ts.conns
 	ts.conns = map[*wire.Conn]struct{}{}
-	ts.mu.Unlock()
-	for c := range conns {
+	return conns
+}
+
+// dropConns closes every connection, as a crashing member would.
+func (ts *testServer) dropConns() {
+	for c := range ts.takeConns() {
 		c.Close()
 	}
 }
@@ -98,11 +103,7 @@ func (ts *testServer) dropConns() {
 // goAway tells every client, as a member shutting down does once it answered everything it executed, that the requests it
 // did not answer were not executed, and ends the sending side.
 func (ts *testServer) goAway() {
-	ts.mu.Lock()
-	conns := ts.conns
-	ts.conns = map[*wire.Conn]struct{}{}
-	ts.mu.Unlock()
-	for c := range conns {
+	for c := range ts.takeConns() {
 		e := &wire.Error{Code: wire.CodeShuttingDown, Message: "member t1 is shutting down: the requests it did not answer were not executed"}
 		_ = c.WriteFrame(wire.Frame{Kind: wire.KindError, Payload: wire.EncodeError(nil, e)})
 		_ = c.CloseWrite()

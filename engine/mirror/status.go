@@ -355,6 +355,7 @@ func (mir *Mirror) databaseStatus(cfg Config, dj *dejournal.Dejournaler, stopped
 			}
 		}
 	}
+	lag := dejournalLag(djs)
 	for i := range rows {
 		if rows[i].Name != mir.mgr.opts.Self || rows[i].Name == cfg.Primary {
 			continue
@@ -364,8 +365,8 @@ func (mir *Mirror) databaseStatus(cfg Config, dj *dejournal.Dejournaler, stopped
 			rows[i].Dejournaling = DejournalStopped
 		case attention:
 			rows[i].Dejournaling = DejournalNeedsAttention
-		case dejournalLag(djs) > 0:
-			rows[i].Dejournaling = behind(dejournalLag(djs))
+		case lag > 0:
+			rows[i].Dejournaling = behind(lag)
 		default:
 			rows[i].Dejournaling = CaughtUp
 		}
